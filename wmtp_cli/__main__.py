@@ -1,0 +1,3 @@
+from wmtp_cli.cli.app import main
+
+main()

@@ -1,0 +1,67 @@
+"""The ``wmtp`` Typer application: registers each command module and turns user errors into exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from wmtp_cli.cli import download, recipe
+from wmtp_cli.cli.console import error_console
+
+app = typer.Typer(
+    name="wmtp",
+    help="Critic-Weighted Multi-Token Prediction: fine-tune multi-token-prediction LMs with critic-assigned "
+    "per-token loss weights.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from wmtp_cli import __version__
+
+        typer.echo(f"wmtp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Critic-Weighted Multi-Token Prediction."""
+
+
+download.register(app)
+recipe.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``wmtp`` console script."""
+    from wmtp_cli.errors import UsageError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except UsageError as exc:
+        error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        error_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    except Exception as exc:  # click's own usage errors (bad option, missing argument)
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
