@@ -58,8 +58,9 @@ def random_meta_state_dict(params: dict, seed: int = 0, dtype=torch.float32) -> 
     return sd
 
 
-def write_meta_checkpoint(root: Path, variant: str, params: dict, tokenizer_model: Path, seed: int = 0,
-                          model_parallel: int = 1) -> dict[str, torch.Tensor]:
+def write_meta_checkpoint(
+    root: Path, variant: str, params: dict, tokenizer_model: Path, seed: int = 0, model_parallel: int = 1
+) -> dict[str, torch.Tensor]:
     """Write ``root/variant/{params.json, consolidated*.pth}`` and ``root/tokenizer.model``."""
     sd = random_meta_state_dict(params, seed)
     vdir = root / variant
@@ -113,7 +114,7 @@ def meta_forward(sd: dict[str, torch.Tensor], params: dict, tokens: torch.Tensor
         att = F.softmax(scores.float(), dim=-1).type_as(q) @ v
         h = x + att.transpose(1, 2).reshape(B, T, -1) @ p("attention.wo.weight").T
         hf = rms_norm(h, p("ffn_norm.weight"), eps)
-        ff = (F.silu(hf @ p("feed_forward.w1.weight").T) * (hf @ p("feed_forward.w3.weight").T))
+        ff = F.silu(hf @ p("feed_forward.w1.weight").T) * (hf @ p("feed_forward.w3.weight").T)
         return h + ff @ p("feed_forward.w2.weight").T
 
     h = sd["tok_embeddings.weight"][tokens]

@@ -17,6 +17,6 @@ Python API:
 
 __version__ = "0.1.0"
 
-from wmtp_cli.model import MTPConfig, MTPForCausalLM  # noqa: E402  (registers the auto classes)
+from wmtp_cli.model import MTPConfig, MTPForCausalLM
 
 __all__ = ["MTPConfig", "MTPForCausalLM", "__version__"]

@@ -42,26 +42,15 @@ recipe.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``wmtp`` console script."""
+    """Entry point of the ``wmtp`` console script.
+
+    Typer handles its own usage errors, ``--help`` and ``Exit`` codes; a :class:`UsageError` from the
+    library becomes one red line and exit status 2.
+    """
     from wmtp_cli.errors import UsageError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)
     except UsageError as exc:
         error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        error_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        error_console.print("[yellow]aborted[/]")
-        sys.exit(1)
-    except Exception as exc:  # click's own usage errors (bad option, missing argument)
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

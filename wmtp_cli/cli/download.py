@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from wmtp_cli.cli.console import console
 
@@ -41,7 +48,13 @@ def download_command(
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("convert", total=None)
         result = download(
-            source, out=out, variant=variant, dtype=dtype, force=force, revision=revision,
+            source,
+            out=out,
+            variant=variant,
+            dtype=dtype,
+            force=force,
+            revision=revision,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    console.print(f"[green]ok[/] wrote {result}  (load with AutoModelForCausalLM.from_pretrained after import wmtp_cli)")
+    console.print(f"[green]ok[/] wrote {result}")
+    console.print("load it with: import wmtp_cli; AutoModelForCausalLM.from_pretrained(...)", style="dim")

@@ -9,6 +9,7 @@ tokenizer are fetched; huggingface_hub resumes interrupted downloads and honours
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,12 @@ def resolve_local_variant(source: Path, variant: str | None) -> Path:
     return source / variant
 
 
+def _is_network_error(exc: BaseException) -> bool:
+    """A failure to reach the server, from whichever HTTP client this huggingface_hub release uses."""
+    package = type(exc).__module__.split(".")[0]
+    return isinstance(exc, OSError) or package in {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
+
+
 def _hub_errors():
     from huggingface_hub import errors
 
@@ -55,19 +62,19 @@ def _hub_errors():
 
 def fetch_from_hub(repo_id: str, variant: str, revision: str | None = None, cache_dir: str | None = None) -> Path:
     """Download ``variant/*`` and ``tokenizer.model`` of ``repo_id``; return the snapshot folder."""
-    import httpx
     from huggingface_hub import HfApi, constants, snapshot_download
 
     errors = _hub_errors()
-    endpoint = constants.ENDPOINT
+    # Read at call time (huggingface_hub reads it once, at import), so a library user can set it late.
+    endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
     try:
         if not constants.HF_HUB_OFFLINE:
-            files = HfApi().list_repo_files(repo_id, revision=revision)
+            # One request, no retries: a hub that cannot be reached is reported at once.
+            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision)
+            files = [sibling.rfilename for sibling in info.siblings or []]
             present = sorted({f.split("/")[0] for f in files if f.count("/") == 1 and f.endswith("/params.json")})
             if variant not in present:
-                raise UsageError(
-                    f"{repo_id} has no variant {variant!r}; present: {', '.join(present) or 'none'}"
-                )
+                raise UsageError(f"{repo_id} has no variant {variant!r}; present: {', '.join(present) or 'none'}")
             if "tokenizer.model" not in files:
                 raise UsageError(f"{repo_id} has no tokenizer.model at its root: is it a Meta MTP repo?")
         snapshot = snapshot_download(
@@ -75,6 +82,7 @@ def fetch_from_hub(repo_id: str, variant: str, revision: str | None = None, cach
             revision=revision,
             cache_dir=cache_dir,
             allow_patterns=[f"{variant}/*", "tokenizer.model"],
+            endpoint=endpoint,
         )
     except errors.GatedRepoError:
         raise UsageError(
@@ -95,9 +103,10 @@ def fetch_from_hub(repo_id: str, variant: str, revision: str | None = None, cach
             "HF_HUB_OFFLINE, or pass a local folder in Meta's layout as SOURCE"
         ) from None
     except errors.HfHubHTTPError as exc:
-        raise UsageError(f"the hub at {endpoint} refused the request for {repo_id}: {exc}") from None
-    except (httpx.HTTPError, OSError) as exc:
-        if isinstance(exc, UsageError):
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"the hub at {endpoint} refused the request for {repo_id}: {first_line}") from None
+    except Exception as exc:
+        if isinstance(exc, UsageError) or not _is_network_error(exc):
             raise
         raise UsageError(
             f"cannot reach the hub at {endpoint} ({type(exc).__name__}: {exc}): check the network or HF_ENDPOINT, "
@@ -141,5 +150,4 @@ def download(
         variant_dir = fetch_from_hub(source, variant, revision) / variant
         origin = {"origin": "hub", "repo_id": source, "revision": revision or "main", "variant": variant}
     out_dir = Path(out) if out else Path("checkpoints") / variant_dir.name
-    return convert_meta_checkpoint(variant_dir, out_dir, dtype=dtype, force=force, progress=progress,
-                                   provenance=origin)
+    return convert_meta_checkpoint(variant_dir, out_dir, dtype=dtype, force=force, progress=progress, provenance=origin)

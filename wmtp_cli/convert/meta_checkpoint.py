@@ -170,8 +170,11 @@ _BLOCK_KEYS = {
 
 def hf_name(meta_name: str, params: MetaParams) -> str:
     """Meta's key to :class:`~wmtp_cli.model.MTPForCausalLM`'s key."""
-    fixed = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "norm.weight",
-             "output.weight": "lm_head.weight"}
+    fixed = {
+        "tok_embeddings.weight": "model.embed_tokens.weight",
+        "norm.weight": "norm.weight",
+        "output.weight": "lm_head.weight",
+    }
     if meta_name in fixed:
         return fixed[meta_name]
     match = re.fullmatch(r"(layers|extra_heads)\.(\d+)\.(.+)", meta_name)
@@ -214,7 +217,7 @@ class MetaStateDict:
         if any(n != names[0] for n in names):
             raise CheckpointError(f"the model-parallel files in {variant_dir} hold different tensors")
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return [key for key in self.ranks[0] if key not in _IGNORED_KEYS]
 
     def _shard_dim(self, name: str) -> int | None:
@@ -250,10 +253,14 @@ class MetaStateDict:
 def check_against_params(state: MetaStateDict, params: MetaParams, variant_dir: Path) -> None:
     """Refuse a checkpoint whose tensors disagree with params.json, listing what differs."""
     expected = expected_shapes(params)
-    present = {name: state.shape(name) for name in state.keys()}
+    present = {name: state.shape(name) for name in state.names()}
     missing = sorted(set(expected) - set(present))
     unexpected = sorted(set(present) - set(expected))
-    wrong = [f"{n} is {present[n]}, expected {expected[n]}" for n in expected if n in present and present[n] != expected[n]]
+    wrong = [
+        f"{name} is {present[name]}, expected {shape}"
+        for name, shape in expected.items()
+        if name in present and present[name] != shape
+    ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:
@@ -311,13 +318,13 @@ def convert_meta_checkpoint(
         raise UsageError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     tokenizer_model = Path(tokenizer_model) if tokenizer_model else find_tokenizer(variant_dir)
     state = MetaStateDict(variant_dir)
-    vocab_hint = state.shape("tok_embeddings.weight")[0] if "tok_embeddings.weight" in state.keys() else None
+    vocab_hint = state.shape("tok_embeddings.weight")[0] if "tok_embeddings.weight" in state.names() else None
     params = read_params(variant_dir / "params.json", vocab_hint)
     check_against_params(state, params, variant_dir)
 
-    target = {name: DTYPES[dtype] if dtype else state.dtype(name) for name in state.keys()}
-    entries = [TensorEntry(hf_name(name, params), target[name], state.shape(name)) for name in state.keys()]
-    meta_name = {hf_name(name, params): name for name in state.keys()}
+    target = {name: DTYPES[dtype] if dtype else state.dtype(name) for name in state.names()}
+    entries = [TensorEntry(hf_name(name, params), target[name], state.shape(name)) for name in state.names()]
+    meta_name = {hf_name(name, params): name for name in state.names()}
     total = sum(entry.nbytes for entry in entries)
     done = 0
 
@@ -344,7 +351,7 @@ def convert_meta_checkpoint(
     with atomic_directory(out_dir, force=force) as tmp:
         shards = plan_shards(entries, max_shard_bytes)
         names = shard_file_names(len(shards))
-        for shard, file_name in zip(shards, names):
+        for shard, file_name in zip(shards, names, strict=True):
             write_safetensors(tmp / file_name, shard, produce, metadata={"format": "pt"}, on_written=written)
         write_index(tmp, shards, names)
         config.save_pretrained(tmp)

@@ -141,7 +141,7 @@ def write_index(out_dir: Path, shards: Sequence[Sequence[TensorEntry]], names: S
     """``model.safetensors.index.json``: which shard holds each tensor (only when there are several)."""
     if len(shards) < 2:
         return
-    weight_map = {entry.name: name for shard, name in zip(shards, names) for entry in shard}
+    weight_map = {entry.name: name for shard, name in zip(shards, names, strict=True) for entry in shard}
     total = sum(entry.nbytes for shard in shards for entry in shard)
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")

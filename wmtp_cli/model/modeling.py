@@ -111,7 +111,7 @@ class Attention(nn.Module):
             k = k.repeat_interleave(repeats, dim=1)  # (B, H, S, hd)
             v = v.repeat_interleave(repeats, dim=1)
         # Without a mask the query block is the tail of the key block: causal within it, all of the past visible.
-        is_causal = mask is None and T > 1 and T == k.shape[2]
+        is_causal = mask is None and T > 1 and k.shape[2] == T
         if mask is None and T > 1 and not is_causal:
             mask = _causal_mask(T, k.shape[2], x.device)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)  # (B, H, T, hd)
@@ -168,9 +168,10 @@ def padding_aware_mask(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor
     kv_len = attention_mask.shape[-1]
     causal = _causal_mask(q_len, kv_len, attention_mask.device)  # (q, kv)
     keep = causal[None] & attention_mask[:, None, :].bool()  # (B, q, kv)
-    diagonal = torch.arange(kv_len, device=attention_mask.device)[None, :] == torch.arange(
-        kv_len - q_len, kv_len, device=attention_mask.device
-    )[:, None]
+    diagonal = (
+        torch.arange(kv_len, device=attention_mask.device)[None, :]
+        == torch.arange(kv_len - q_len, kv_len, device=attention_mask.device)[:, None]
+    )
     return (keep | diagonal[None])[:, None]  # (B, 1, q, kv)
 
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: creates .venv if needed, installs what the tests need, runs ruff and pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k download`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+# A CPU build of torch keeps the install small; set WMTP_TORCH to choose another (e.g. "torch" for CUDA).
+python -c "import torch" 2>/dev/null || python -m pip install --quiet "${WMTP_TORCH:-torch==2.13.0}"
+python -m pip install --quiet -e ".[dev]"
+
+ruff check .
+HF_HUB_OFFLINE=1 python -m pytest -q "$@"

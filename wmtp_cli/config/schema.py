@@ -1,0 +1,192 @@
+"""The recipe schema: one dataclass per YAML section.
+
+These dataclasses are the single source of the recipe's keys, types, defaults, bounds and help text
+(as in TRL): the loader validates against them, ``wmtp recipe keys`` prints them, and code reads
+``recipe.wmtp.temperature`` instead of dictionary lookups. A field's ``metadata`` holds its ``help``
+and optional numeric bounds ``ge``/``gt``/``le``/``lt`` (for a list, each element is checked).
+
+Supported field types: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]`` and
+``list[X]``. The module deliberately has no ``from __future__ import annotations``: the loader reads
+the annotations as real types through ``typing.get_type_hints``.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+def meta(help: str, **bounds: float) -> dict[str, Any]:
+    """A field's metadata: help text and bounds (ge, gt, le, lt)."""
+    unknown = set(bounds) - {"ge", "gt", "le", "lt"}
+    if unknown:
+        raise TypeError(f"unknown bound(s) {sorted(unknown)}; use ge, gt, le or lt")
+    return {"help": help, **bounds}
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, **bounds: float) -> Any:
+    """A recipe key with an immutable default; leaving ``default`` out makes the key required.
+
+    A list default needs ``dataclasses.field(default_factory=..., metadata=meta(...))`` instead.
+    """
+    return dataclasses.field(default=default, metadata=meta(help, **bounds))
+
+
+@dataclass
+class ModelConfig:
+    """The multi-token-prediction model to train or evaluate."""
+
+    path: str = option(help="Converted model folder (from wmtp download) or hub id.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "bf16", help="Weight dtype; auto keeps the checkpoint's own."
+    )
+    gradient_checkpointing: bool = option(False, help="Recompute activations in backward to save memory.")
+    n_future: int | None = option(None, ge=1, help="Heads to use (head 1 = next token); null = all the checkpoint has.")
+
+
+@dataclass
+class DataConfig:
+    """Where training and validation examples come from (DESIGN.md section 4)."""
+
+    source: Literal["codecontests", "mbpp", "humaneval", "local", "hub"] = option(
+        "mbpp", help="Data set: a known benchmark, local files, or any hub data set."
+    )
+    path: str | None = option(
+        None, help="local: a JSON/JSONL/Parquet file or folder; hub: a data set name. Required for both."
+    )
+    split: str = option("train", help="Data set split to read.")
+    max_length: int = option(2048, gt=0, help="Maximum tokens per example, prompt and completion together.")
+    prompt_template: str | None = option(
+        None, help="Template with a {prompt} placeholder wrapped around each prompt; null = prompt as is."
+    )
+    num_proc: int = option(1, ge=1, help="Processes used to tokenise.")
+    limit: int | None = option(None, ge=1, help="Use only the first N examples (quick tries); null = all.")
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems that involve more than one key, as (key, message)."""
+        if self.source in ("local", "hub") and self.path is None:
+            return [("path", f"required when data.source is '{self.source}'")]
+        return []
+
+
+@dataclass
+class RewardConfig:
+    """The sequence reward r for each (prompt, completion)."""
+
+    source: Literal["labels", "execution", "reward_model"] = option(
+        "labels",
+        help="labels: 1 for correct, 0 for incorrect solutions; execution: fraction of tests passed; "
+        "reward_model: a sequence classifier's score.",
+    )
+    reward_model: str | None = option(
+        None, help="Sequence-classification model folder or hub id (for reward.source=reward_model)."
+    )
+    all_or_nothing: bool = option(False, help="execution: reward 1 only when every test passes, else 0.")
+    timeout_s: float = option(10.0, gt=0, help="Wall-clock limit per sandboxed program run, in seconds.")
+    allow_code_execution: bool = option(
+        False, help="Opt in to running model-written code (needed for execution rewards)."
+    )
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems that involve more than one key, as (key, message)."""
+        if self.source == "reward_model" and self.reward_model is None:
+            return [("reward_model", "required when reward.source is 'reward_model'")]
+        return []
+
+
+@dataclass
+class CriticConfig:
+    """Stage 1: the value head V(h_t) on the frozen model's trunk."""
+
+    hidden_size: int = option(1024, gt=0, help="Hidden width of the MLP value head.")
+    lr: float = option(1e-4, gt=0, help="Value-head learning rate.")
+    batch_size: int = option(8, gt=0, help="Sequences per critic step.")
+    max_steps: int = option(1000, gt=0, help="Critic optimiser steps.")
+    patience: int = option(5, ge=1, help="Stop after this many validations without improvement.")
+    val_fraction: float = option(0.1, gt=0, lt=1, help="Share of examples held out to validate the critic.")
+    return_target: Literal["mc", "td0", "gae"] = option(
+        "mc", help="Return target R_t: mc (Monte Carlo), td0 (one-step TD) or gae (mix of the two)."
+    )
+    gamma: float = option(1.0, ge=0, le=1, help="Discount in the return targets.")
+    gae_lambda: float = option(0.95, ge=0, le=1, help="lambda mixing TD and Monte Carlo (return_target=gae).")
+
+
+@dataclass
+class WMTPConfig:
+    """Stage 2: fine-tune the model with L_WMTP + lambda_vf * L_VF."""
+
+    weighting: Literal["critic", "uniform", "ntp", "dense_reward"] = option(
+        "critic",
+        help="Per-head weights: critic (softmax of delta/tau), uniform (plain MTP), ntp (head 1 only), "
+        "dense_reward (delta from dense rewards).",
+    )
+    temperature: float = option(1.0, gt=0, help="tau in w = softmax(delta / tau) over the heads.")
+    lambda_vf: float = option(0.1, ge=0, help="Weight of the critic loss L_VF in the total loss.")
+    abs_delta: bool = option(False, help="Use |delta| as token importance.")
+    zscore_delta: bool = option(False, help="Z-score delta within each sequence before the softmax.")
+    uniform_mix: float = option(
+        0.0, ge=0, le=1, help="eps in w <- (1 - eps) w + eps / |K_t|; keeps every head learning."
+    )
+    freeze_critic: bool = option(False, help="Keep the critic fixed (no L_VF updates) during this stage.")
+    lr: float = option(5e-5, gt=0, help="Model learning rate.")
+    warmup_steps: int = option(0, ge=0, help="Linear learning-rate warm-up steps.")
+    max_steps: int = option(1000, gt=0, help="Optimiser steps.")
+    batch_size: int = option(8, gt=0, help="Sequences per micro-batch.")
+    grad_accum: int = option(1, ge=1, help="Micro-batches per optimiser step.")
+    grad_clip: float = option(1.0, ge=0, help="Maximum gradient norm; 0 disables clipping.")
+    memory_efficient_heads: bool = option(
+        True, help="Compute one head's logits and loss at a time instead of all (B, T, n, V) at once."
+    )
+
+
+@dataclass
+class EvalConfig:
+    """pass@k on code benchmarks."""
+
+    benchmarks: list[str] = dataclasses.field(
+        default_factory=lambda: ["humaneval", "mbpp"], metadata=meta("Benchmarks to evaluate on.")
+    )
+    n_samples: int = option(1, ge=1, help="Completions sampled per problem.")
+    k: list[int] = dataclasses.field(
+        default_factory=lambda: [1], metadata=meta("k values for pass@k; each at most n_samples.", ge=1)
+    )
+    temperature: float = option(0.0, ge=0, help="Sampling temperature; 0 = greedy.")
+    top_p: float = option(1.0, gt=0, le=1, help="Nucleus sampling threshold.")
+    max_new_tokens: int = option(512, gt=0, help="Maximum tokens generated per completion.")
+    timeout_s: float = option(10.0, gt=0, help="Wall-clock limit per sandboxed test run, in seconds.")
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems that involve more than one key, as (key, message)."""
+        too_big = [k for k in self.k if k > self.n_samples]
+        if too_big:
+            k = max(too_big)
+            return [("k", f"pass@{k} needs eval.n_samples >= {k}, got {self.n_samples}")]
+        return []
+
+
+@dataclass
+class RunConfig:
+    """Where outputs go and how often."""
+
+    output_dir: str = option("runs", help="Folder that holds the run folders.")
+    name: str | None = option(None, help="Run folder name under output_dir; null = chosen automatically.")
+    seed: int = option(0, help="Random seed.")
+    log_every: int = option(10, gt=0, help="Log metrics every N steps.")
+    save_every: int = option(500, gt=0, help="Save a checkpoint every N steps.")
+    keep_last: int = option(2, ge=1, help="Checkpoints kept; older ones are deleted.")
+
+
+@dataclass
+class Recipe:
+    """One experiment. Each command reads the sections it needs.
+
+    A section whose class has a required key (``model``) is ``None`` when the recipe leaves it out and
+    the command does not need it; every other missing section holds its defaults.
+    """
+
+    model: ModelConfig | None = None
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    critic: CriticConfig = dataclasses.field(default_factory=CriticConfig)
+    wmtp: WMTPConfig = dataclasses.field(default_factory=WMTPConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
