@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -48,15 +47,28 @@ def params_for_size(gib: float) -> dict:
     }
 
 
-def peak_rss_of(command: list[str]) -> tuple[int, float]:
-    """Run ``command`` in a child and return (its peak RSS in bytes, seconds)."""
+# The child reads its own high-water mark (VmHWM) as it exits: unlike getrusage's ru_maxrss, it
+# belongs to the child's own address space and does not inherit the (large) parent's peak.
+_REPORT_PEAK = """
+import atexit, sys
+def _report():
+    status = open("/proc/self/status").read()
+    peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    sys.stderr.write(f"VMHWM_KIB={peak}\\n")
+atexit.register(_report)
+"""
+
+
+def peak_rss_of(code: str) -> tuple[int, float]:
+    """Run ``code`` in a fresh interpreter; return (its peak RSS in bytes, seconds)."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    pid = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL).pid
-    _, status, usage = os.wait4(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command} failed")
-    return usage.ru_maxrss * 1024, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
+    result = subprocess.run([sys.executable, "-c", _REPORT_PEAK + code], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{result.stderr}")
+    peak_kib = int(result.stderr.rsplit("VMHWM_KIB=", 1)[1].split()[0])
+    return peak_kib * 1024, seconds
 
 
 def main() -> None:
@@ -75,19 +87,17 @@ def main() -> None:
     torch.save(random_meta_state_dict(params), variant / "consolidated.pth")
     size = (variant / "consolidated.pth").stat().st_size
 
-    import_only, _ = peak_rss_of([sys.executable, "-c", "import wmtp_cli.convert, wmtp_cli.convert.tokenizer"])
-    command = [sys.executable, "-m", "wmtp_cli", "download", str(work / "meta"), "--out", str(work / "out"), "--force"]
+    import_only, _ = peak_rss_of("import wmtp_cli.cli.app, wmtp_cli.convert.tokenizer")
+    argv = ["download", str(work / "meta"), "--out", str(work / "out"), "--force"]
     if args.dtype:
-        command += ["--dtype", args.dtype]
-    peak, seconds = peak_rss_of(command)
+        argv += ["--dtype", args.dtype]
+    peak, seconds = peak_rss_of(f"from wmtp_cli.cli.app import main; main({argv!r})")
 
     print(f"checkpoint            {size / 2**30:.3f} GiB ({params['n_layers']} blocks, dim {params['dim']}, fp32)")
     print(f"peak RSS, import only {import_only / 2**30:.3f} GiB")
     print(f"peak RSS, conversion  {peak / 2**30:.3f} GiB in {seconds:.1f} s")
     print(f"peak RSS / checkpoint {peak / size:.2f}x   (goal <= 1.5x)")
     print(f"above import baseline {(peak - import_only) / size:.2f}x")
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(f"(this driver process, which built the checkpoint, peaked at {own / 2**30:.2f} GiB; not counted)")
 
 
 if __name__ == "__main__":
