@@ -92,8 +92,11 @@ def meta_forward(sd: dict[str, torch.Tensor], params: dict, tokens: torch.Tensor
     L, n = params["n_layers"], params["n_future_tokens"]
     B, T = tokens.shape
 
-    freqs = 1.0 / (params["rope_theta"] ** (torch.arange(0, hd, 2)[: hd // 2].float() / hd))
-    freqs_cis = torch.polar(torch.ones(T, hd // 2), torch.outer(torch.arange(T).float(), freqs))  # (T, hd/2)
+    dev = tokens.device
+    freqs = 1.0 / (params["rope_theta"] ** (torch.arange(0, hd, 2, device=dev)[: hd // 2].float() / hd))
+    freqs_cis = torch.polar(
+        torch.ones(T, hd // 2, device=dev), torch.outer(torch.arange(T, device=dev).float(), freqs)
+    )  # (T, hd/2)
 
     def rotary(x):  # x: (B, T, H, hd); Meta pairs adjacent dims as one complex number
         xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
@@ -110,7 +113,7 @@ def meta_forward(sd: dict[str, torch.Tensor], params: dict, tokens: torch.Tensor
         v = v.repeat_interleave(n_heads // n_kv, dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
         scores = q @ k.transpose(2, 3) / math.sqrt(hd)
-        scores = scores + torch.full((T, T), float("-inf")).triu(1)
+        scores = scores + torch.full((T, T), float("-inf"), device=dev).triu(1)
         att = F.softmax(scores.float(), dim=-1).type_as(q) @ v
         h = x + att.transpose(1, 2).reshape(B, T, -1) @ p("attention.wo.weight").T
         hf = rms_norm(h, p("ffn_norm.weight"), eps)

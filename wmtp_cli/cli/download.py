@@ -16,22 +16,20 @@ from rich.progress import (
 
 from wmtp_cli.cli.console import console
 
-HELP = """Fetch Meta's multi-token-prediction checkpoint (or read a local copy) and convert it.
-
-SOURCE is a hub repo id (default facebook/multi-token-prediction; gated: accept the licence on the
-hub and set HF_TOKEN) or a local folder in Meta's layout (variant folders with params.json and
-consolidated.pth, tokenizer.model at the root), converted with no network.
-
-Examples:
-
-  wmtp download facebook/multi-token-prediction --variant 7B_1T_4 --out checkpoints/7B_1T_4
-
-  wmtp download ~/meta-mtp --variant 7B_200B_4 --out checkpoints/7B_200B_4 --dtype bf16
-"""
+HELP = (
+    "Fetch Meta's multi-token-prediction checkpoint (or read a local copy) and convert it to a Hugging Face "
+    "style folder (safetensors, config, tokenizer).\n\n"
+    "SOURCE is a hub repo id (default facebook/multi-token-prediction; gated: accept the licence on the hub and "
+    "set HF_TOKEN) or a local folder in Meta's layout (variant folders with params.json and consolidated.pth, "
+    "tokenizer.model at the root), converted with no network.\n\n"
+    "[bold]Examples[/]\n\n"
+    "  wmtp download facebook/multi-token-prediction --variant 7B_1T_4 --out checkpoints/7B_1T_4\n\n"
+    "  wmtp download ~/meta-mtp --variant 7B_200B_4 --out checkpoints/7B_200B_4 --dtype bf16\n"
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("download", help=HELP, no_args_is_help=False)(download_command)
+    app.command("download", help=HELP, short_help="Fetch and convert Meta's MTP checkpoint.")(download_command)
 
 
 def download_command(
