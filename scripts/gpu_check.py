@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from meta_reference import meta_forward, random_meta_state_dict  # noqa: E402
 
-from wmtp_cli.convert.meta_checkpoint import hf_name, permute_for_rotate_half, read_params  # noqa: E402
+from wmtp_cli.convert.meta_checkpoint import hf_name, read_params, to_hf_layout  # noqa: E402
 from wmtp_cli.model import MTPConfig, MTPForCausalLM  # noqa: E402
 
 
@@ -35,13 +35,7 @@ def converted_model(params: dict, device: str) -> tuple[MTPForCausalLM, dict]:
         (Path(tmp) / "params.json").write_text(json.dumps(params))
         meta_params = read_params(Path(tmp) / "params.json")
     model = MTPForCausalLM(meta_params.to_config())
-    converted = {}
-    for name, tensor in state.items():
-        if name.endswith("attention.wq.weight"):
-            tensor = permute_for_rotate_half(tensor, meta_params.n_heads)
-        elif name.endswith("attention.wk.weight"):
-            tensor = permute_for_rotate_half(tensor, meta_params.n_kv_heads)
-        converted[hf_name(name, meta_params)] = tensor
+    converted = {hf_name(name, meta_params): to_hf_layout(name, t, meta_params) for name, t in state.items()}
     model.load_state_dict(converted)
     return model.to(device).eval(), {k: v.to(device) for k, v in state.items()}
 

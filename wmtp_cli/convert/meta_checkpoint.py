@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from wmtp_cli.config.provenance import collect_provenance
 from wmtp_cli.convert.safetensors_stream import (
     TensorEntry,
     plan_shards,
@@ -198,6 +199,15 @@ def permute_for_rotate_half(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     return weight.view(n_heads, head_dim // 2, 2, cols).transpose(1, 2).reshape(rows, cols)  # (rows, cols)
 
 
+def to_hf_layout(meta_name: str, tensor: torch.Tensor, params: MetaParams) -> torch.Tensor:
+    """One of Meta's tensors as :class:`~wmtp_cli.model.MTPForCausalLM` stores it (see :func:`hf_name`)."""
+    if meta_name.endswith("attention.wq.weight"):
+        return permute_for_rotate_half(tensor, params.n_heads)
+    if meta_name.endswith("attention.wk.weight"):
+        return permute_for_rotate_half(tensor, params.n_kv_heads)
+    return tensor
+
+
 class MetaStateDict:
     """The tensors of Meta's ``consolidated*.pth`` files, memory-mapped, model-parallel ranks merged."""
 
@@ -329,13 +339,7 @@ def convert_meta_checkpoint(
     done = 0
 
     def produce(entry: TensorEntry) -> torch.Tensor:
-        name = meta_name[entry.name]
-        tensor = state.load(name).to(entry.dtype)
-        if name.endswith("attention.wq.weight"):
-            tensor = permute_for_rotate_half(tensor, params.n_heads)
-        elif name.endswith("attention.wk.weight"):
-            tensor = permute_for_rotate_half(tensor, params.n_kv_heads)
-        return tensor
+        return to_hf_layout(meta_name[entry.name], state.load(meta_name[entry.name]).to(entry.dtype), params)
 
     def written(entry: TensorEntry) -> None:
         nonlocal done
@@ -363,6 +367,7 @@ def convert_meta_checkpoint(
             "dtype": dtype_name,
             "files": [file.name for file in state.files],
             **(provenance or {}),
+            "converted_by": collect_provenance(),
         }
         (tmp / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info("converted %s to %s (%.2f GiB)", variant_dir, out_dir, total / 2**30)
