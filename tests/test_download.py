@@ -17,7 +17,7 @@ from fake_hub import FakeHub
 from meta_reference import meta_forward, write_meta_checkpoint
 from safetensors import safe_open
 from sp_fixtures import train_tiny_sentencepiece
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import wmtp_cli
 
@@ -55,6 +55,11 @@ def test_converted_model_matches_meta_forward(tmp_path, tokenizer_model, shape_n
         got = model(tokens, return_all_heads=True, use_cache=False).logits
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= 1e-4
+
+    # transformers' pipelines take the folder like any causal LM.
+    generator = pipeline("text-generation", model=str(out), dtype=torch.float32)
+    sample = generator("def f(x):", max_new_tokens=5, do_sample=False, return_full_text=False)
+    assert isinstance(sample[0]["generated_text"], str)
 
     # The tokenizer came along and reproduces SentencePiece.
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -126,6 +131,21 @@ def test_download_from_the_hub(tmp_path, tokenizer_model):
     assert (got - meta_forward(state, params, tokens)).abs().max().item() <= 1e-4
     conversion = json.loads((tmp_path / "out" / "conversion.json").read_text())
     assert conversion["origin"] == "hub" and conversion["variant"] == "tiny_2"
+    assert conversion["converted_by"]["wmtp"] == wmtp_cli.__version__
+
+    # Offline, the same variant converts again from huggingface_hub's cache, with no hub at all.
+    offline = run_wmtp_subprocess(
+        "download",
+        "--variant",
+        "tiny_2",
+        "--out",
+        str(tmp_path / "again"),
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")},
+    )
+    assert offline.returncode == 0, offline.stderr
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (
+        tmp_path / "out" / "model.safetensors"
+    ).read_bytes()
 
 
 # --- bad input: one clear line, exit status 2 -------------------------------------------------

@@ -297,6 +297,13 @@ def test_cli_validate_bad_recipe(tmp_path: Path, wmtp):
     assert_usage_error(done, "wmtp.temprature", "critic.gamma")
 
 
+def test_cli_one_problem_is_one_line(tmp_path: Path, wmtp):
+    bad = write(tmp_path, "model:\n  path: m\nwmtp:\n  weighting: magic\n")
+    done = wmtp("recipe", "validate", str(bad), env={"COLUMNS": "300"})
+    assert_usage_error(done, "wmtp.weighting", "critic")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_cli_missing_recipe_file(tmp_path: Path, wmtp):
     assert_usage_error(wmtp("recipe", "validate", str(tmp_path / "none.yaml")), "none.yaml")
 

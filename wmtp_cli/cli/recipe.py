@@ -43,10 +43,12 @@ def validate_command(
     try:
         resolved = load_recipe(recipe, overrides or ())
     except RecipeError as exc:
-        header = f"[bold red]error:[/] {exc.source}: {len(exc.problems)} problem(s)"
-        error_console.print(header, highlight=False)
-        for problem in exc.problems:
-            error_console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        if len(exc.problems) == 1:
+            error_console.print(f"[bold red]error:[/] {exc.source}: {exc.problems[0]}", highlight=False, soft_wrap=True)
+        else:  # several problems read best one per line
+            error_console.print(f"[bold red]error:[/] {exc.source}: {len(exc.problems)} problems", highlight=False)
+            for problem in exc.problems:
+                error_console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(Syntax(recipe_to_yaml(resolved).rstrip(), "yaml", background_color="default"))
     console.print(f"[green]ok[/] {recipe} is valid", highlight=False)
