@@ -60,6 +60,17 @@ class DataConfig:
     )
     num_proc: int = option(1, ge=1, help="Processes used to tokenise.")
     limit: int | None = option(None, ge=1, help="Use only the first N examples (quick tries); null = all.")
+    subset: str | None = option(None, help="hub: the data set's configuration name (e.g. 'full'); null = default.")
+    max_solutions: int | None = option(
+        None, ge=1, help="Keep at most N correct and N incorrect solutions per problem; null = all."
+    )
+    truncation: Literal["prompt_left", "right", "drop"] = option(
+        "prompt_left",
+        help="Over max_length: prompt_left cuts the prompt's start (then the completion's end if still too "
+        "long); right cuts the end; drop skips the example.",
+    )
+    packing: bool = option(False, help="Concatenate examples into full max_length rows (no padding).")
+    shuffle: bool = option(True, help="Shuffle training examples (deterministically, with run.seed).")
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
@@ -85,11 +96,32 @@ class RewardConfig:
     allow_code_execution: bool = option(
         False, help="Opt in to running model-written code (needed for execution rewards)."
     )
+    completions: Literal["dataset", "model", "both"] = option(
+        "dataset", help="What to score: the data set's own solutions, the model's samples, or both."
+    )
+    n_samples: int = option(4, ge=1, help="model: completions sampled per prompt.")
+    temperature: float = option(0.8, ge=0, help="model: sampling temperature; 0 = greedy.")
+    top_p: float = option(0.95, gt=0, le=1, help="model: nucleus sampling threshold.")
+    max_new_tokens: int = option(512, gt=0, help="model: maximum tokens per sampled completion.")
+    generation_batch_size: int = option(8, gt=0, help="model: prompts generated for at once.")
+    dense: Literal["none", "prefix", "attention"] = option(
+        "none",
+        help="Dense per-token rewards: prefix (reward model scored on every prefix, r_j = score change) or "
+        "attention (reward model's last-token attention spreads r over the tokens); needs reward_model.",
+    )
+    batch_size: int = option(16, gt=0, help="reward_model: sequences scored at once.")
+    workers: int | None = option(None, ge=1, help="execution: programs run at once; null = one per CPU core.")
+    memory_mb: int = option(1024, gt=0, help="execution: address-space limit per program, in MiB.")
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
-        if self.source == "reward_model" and self.reward_model is None:
-            return [("reward_model", "required when reward.source is 'reward_model'")]
+        if self.reward_model is None and (self.source == "reward_model" or self.dense != "none"):
+            why = (
+                "reward.source is 'reward_model'"
+                if self.source == "reward_model"
+                else f"reward.dense is '{self.dense}'"
+            )
+            return [("reward_model", f"required when {why}")]
         return []
 
 
