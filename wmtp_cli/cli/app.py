@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import download, recipe
+from wmtp_cli.cli import download, recipe, score
 from wmtp_cli.cli.console import error_console
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ def _root(
 
 
 download.register(app)
+score.register(app)
 recipe.register(app)
 
 

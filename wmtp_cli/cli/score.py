@@ -1,0 +1,61 @@
+"""``wmtp score``: attach rewards to a recipe's data. A thin layer over :func:`wmtp_cli.rewards.score`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from wmtp_cli.cli.console import console
+from wmtp_cli.cli.progress import stage_progress
+
+HELP = (
+    "Attach a reward to every (prompt, completion) of the recipe's data: the data set's own solutions, the "
+    "model's samples, or both (reward.completions); rewards from labels, sandboxed execution of the tests, or a "
+    "reward model (reward.source). Writes <run.output_dir>/<run.name>/scored (datasets.load_from_disk). An "
+    "interrupted run picks up where it stopped.\n\n"
+    "[bold]Examples[/]\n\n"
+    "  wmtp score recipes/tiny-smoke.yaml reward.source=execution --allow-code-execution\n\n"
+    "  wmtp score recipes/mtp-7b-codecontests.yaml reward.completions=both reward.n_samples=8 "
+    "--allow-code-execution\n"
+)
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score", help=HELP, short_help="Attach rewards to training data.")(score_command)
+
+
+def _sparkline(counts: list[int]) -> str:
+    top = max(counts) or 1
+    return "".join(_BARS[round(c / top * (len(_BARS) - 1))] for c in counts)
+
+
+def score_command(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe (data, reward, model, run sections).")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
+    allow_code_execution: Annotated[
+        bool, typer.Option("--allow-code-execution", help="Allow running code in the sandbox (execution rewards).")
+    ] = False,
+) -> None:
+    from wmtp_cli.config import load_recipe
+    from wmtp_cli.rewards import score
+
+    resolved = load_recipe(recipe, overrides or (), need=("data", "reward"))
+    with stage_progress() as progress:
+        result = score(resolved, allow_code_execution=allow_code_execution, progress=progress)
+
+    table = Table(title=f"scored {result.rows} completions", title_justify="left")
+    for column in ("source", "count", "mean reward", "pass rate", "histogram"):
+        table.add_column(column, justify="left" if column in ("source", "histogram") else "right")
+    for source, s in result.summary.items():
+        rate = "-" if s.pass_rate is None else f"{s.pass_rate:.1%}"
+        histogram = f"{s.bins[0]:g} {_sparkline(s.histogram)} {s.bins[1]:g}"
+        table.add_row(source, str(s.count), f"{s.reward_mean:.3f}", rate, histogram)
+    console.print(table)
+    if result.reused_chunks:
+        console.print(f"reused {result.reused_chunks} finished chunk(s) from an earlier run", style="dim")
+    console.print(f"[green]ok[/] wrote {result.path}")
