@@ -68,15 +68,18 @@ def sample_completions(
             chunk = list(prompts[start : start + per_batch])
             batch = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
             torch.manual_seed(seed + start)
+            sampling = temperature > 0
             generated = model.generate(
                 **batch,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else None,
-                top_p=top_p if temperature > 0 else None,
+                do_sample=sampling,
+                temperature=temperature if sampling else None,
+                top_p=top_p if sampling else None,
                 max_new_tokens=max_new_tokens,
-                num_return_sequences=n,
+                num_return_sequences=n if sampling else 1,  # greedy gives one answer; it is repeated below
                 pad_token_id=tokenizer.pad_token_id,
-            )  # (len(chunk) * n, prompt_len + new)
+            )  # (len(chunk) * n, prompt_len + new), or (len(chunk), ...) when greedy
+            if not sampling:
+                generated = generated.repeat_interleave(n, dim=0)
             texts = continuations(tokenizer, batch["input_ids"], batch["attention_mask"], generated, n)
             for i in range(len(chunk)):
                 results.append([truncate_at_stop(t, stop) for t in texts[i * n : (i + 1) * n]])
