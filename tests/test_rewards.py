@@ -7,7 +7,8 @@ import torch
 from tiny_models import make_tiny_reward_model, tiny_tokenizer
 from torch.testing import assert_close
 
-from wmtp_cli.rewards.alignment import spread_over_spans, token_spans
+from wmtp_cli.data.tokenization import completion_token_spans
+from wmtp_cli.rewards.alignment import spread_over_spans
 from wmtp_cli.rewards.reward_model import RewardModel
 
 PROMPT = "def add(a, b):\n"
@@ -25,14 +26,6 @@ def test_spread_splits_by_character_overlap_and_keeps_the_total():
     out = spread_over_spans([4.0, 2.0, 9.0], source, target)
     assert out == pytest.approx([1.0, 3.0 + 1.0, 1.0])
     assert sum(out) == pytest.approx(6.0)
-
-
-def test_token_spans_cover_the_text(tmp_path):
-    tokenizer = tiny_tokenizer(tmp_path)
-    ids, spans = token_spans(tokenizer, COMPLETION)
-    assert ids == tokenizer(COMPLETION, add_special_tokens=False).input_ids
-    covered = "".join(COMPLETION[s:e] for s, e in spans)
-    assert covered == COMPLETION
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +56,7 @@ def test_prefix_rewards_telescope_to_the_score_change(reward_model_dir, tmp_path
     rm = RewardModel(str(reward_model_dir))
     policy = tiny_tokenizer(tmp_path)
     dense = rm.prefix_rewards(PROMPT, COMPLETION, policy)
-    assert len(dense) == len(policy(COMPLETION, add_special_tokens=False).input_ids)
+    assert len(dense) == len(completion_token_spans(policy, PROMPT, COMPLETION)[0])
     whole, prompt_only = rm.score_texts([PROMPT + COMPLETION, PROMPT])
     assert sum(dense) == pytest.approx(whole - prompt_only, abs=1e-4)
 
@@ -72,7 +65,7 @@ def test_attention_rewards_spread_the_sequence_reward(reward_model_dir, tmp_path
     rm = RewardModel(str(reward_model_dir), attention=True)
     policy = tiny_tokenizer(tmp_path)
     dense = rm.attention_rewards(PROMPT, COMPLETION, 0.75, policy)
-    assert len(dense) == len(policy(COMPLETION, add_special_tokens=False).input_ids)
+    assert len(dense) == len(completion_token_spans(policy, PROMPT, COMPLETION)[0])
     assert sum(dense) == pytest.approx(0.75, abs=1e-5)
     assert all(d >= 0 for d in dense) and len(set(dense)) > 2
 

@@ -32,14 +32,3 @@ def spread_over_spans(values: Sequence[float], source: Sequence[Span], target: S
             if overlap > 0:
                 out[j] += value * overlap / width
     return out
-
-
-def token_spans(tokenizer, text: str) -> tuple[list[int], list[Span]]:
-    """Ids of ``text`` (no special tokens) and each token's character span in ``text``.
-
-    Needs a fast tokenizer (offsets come from the ``tokenizers`` library).
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(f"{type(tokenizer).__name__} has no character offsets; a fast tokenizer is needed")
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]

@@ -4,8 +4,9 @@ The reward model has its own tokenizer: each (prompt, completion) is joined as t
 with it. Its score is the logit when the model has one label, else the probability of its last
 label (for a binary classifier, "good").
 
-Dense per-token rewards for the *policy's* completion tokens (one value per token of
-``policy_tokenizer(completion, add_special_tokens=False)``) come in two kinds:
+Dense per-token rewards for the *policy's* completion tokens (one value per completion token as
+:func:`wmtp_cli.data.tokenization.split_prompt_completion` splits them, the same tokens training
+examples label) come in two kinds:
 
 - ``prefix``: the reward model scores the prompt followed by each prefix of the completion that
   ends at a policy-token boundary; r_j = s_j - s_{j-1}, with s_0 the prompt alone. They sum to
@@ -22,8 +23,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from wmtp_cli.data.tokenization import completion_token_spans
 from wmtp_cli.errors import UsageError
-from wmtp_cli.rewards.alignment import spread_over_spans, token_spans
+from wmtp_cli.rewards.alignment import spread_over_spans
 
 
 class RewardModel:
@@ -70,7 +72,7 @@ class RewardModel:
 
     def prefix_rewards(self, prompt: str, completion: str, policy_tokenizer) -> list[float]:
         """Dense rewards: the change in score as each policy token of ``completion`` is appended."""
-        _, spans = token_spans(policy_tokenizer, completion)
+        _, spans = completion_token_spans(policy_tokenizer, prompt, completion)
         ends = [end for _, end in spans]
         scores = self.score_texts([prompt] + [prompt + completion[:end] for end in ends])
         return [scores[j + 1] - scores[j] for j in range(len(ends))]
@@ -92,5 +94,5 @@ class RewardModel:
             total = sum(in_completion) or 1.0
         # Spans relative to the completion; a token straddling the boundary keeps its completion part.
         spans = [(max(start, len(prompt)) - len(prompt), end - len(prompt)) for start, end in offsets]
-        _, policy_spans = token_spans(policy_tokenizer, completion)
+        _, policy_spans = completion_token_spans(policy_tokenizer, prompt, completion)
         return spread_over_spans([reward * w / total for w in in_completion], spans, policy_spans)
