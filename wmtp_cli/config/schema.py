@@ -56,10 +56,12 @@ class DataConfig:
     split: str = option("train", help="Data set split to read.")
     max_length: int = option(2048, gt=0, help="Maximum tokens per example, prompt and completion together.")
     prompt_template: str | None = option(
-        None, help="Template with a {prompt} placeholder wrapped around each prompt; null = prompt as is."
+        None,
+        help="Prompt template (str.format); null = the source's default. Placeholders: {prompt}, {task_id} and "
+        "per-source fields (see wmtp_cli/data/templates.py).",
     )
     num_proc: int = option(1, ge=1, help="Processes used to tokenise.")
-    limit: int | None = option(None, ge=1, help="Use only the first N examples (quick tries); null = all.")
+    limit: int | None = option(None, ge=1, help="Use only the first N problems (quick tries); null = all.")
     subset: str | None = option(None, help="hub: the data set's configuration name (e.g. 'full'); null = default.")
     max_solutions: int | None = option(
         None, ge=1, help="Keep at most N correct and N incorrect solutions per problem; null = all."

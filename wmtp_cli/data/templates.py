@@ -105,3 +105,18 @@ def render_prompt(schema: str, fields: dict[str, str], template: str | None = No
     if template is None:
         return default
     return template.format_map({**fields, "prompt": default})
+
+
+STOP_SEQUENCES: dict[str, tuple[str, ...]] = {
+    # Codex's HumanEval stops (Chen et al. 2021): the function body ends where top-level code starts.
+    "humaneval": ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint("),
+    # A whole function or program: stop where a base model starts writing its own tests or a new prompt.
+    "mbpp": ("\nassert ", "\nif __name__", "\n[DONE]", '\n"""', "\nYou are an expert Python programmer"),
+    "codecontests": ("\nWrite a Python 3 program",),
+}
+"""Source -> text at which a sampled completion is cut (a fine-tuned model also stops at EOS)."""
+
+
+def stop_sequences(source: str) -> tuple[str, ...]:
+    """Stop sequences for completions of ``source`` (none for sources without a known format)."""
+    return STOP_SEQUENCES.get(source, ())

@@ -147,7 +147,7 @@ class _Scorer:
         return self._executor
 
     def samples(self, problems: list[ProblemRecord], seed: int, progress: Progress | None) -> list[list[str]]:
-        from wmtp_cli.data.sources import stop_sequences
+        from wmtp_cli.data.templates import stop_sequences
         from wmtp_cli.generation import sample_completions
 
         reward = self.reward
