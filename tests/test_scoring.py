@@ -19,13 +19,14 @@ needs_mbpp = pytest.mark.skipif(
     not (SHARED_DATA / "mbpp").is_dir(), reason=f"real benchmark data not found at {SHARED_DATA} (outside the repo)"
 )
 
+ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
 ROWS = [
-    {"task_id": "add", "prompt": "def add(a, b):\n", "completion": "    return a + b\n", "label": 1,
-     "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]},
-    {"task_id": "add", "prompt": "def add(a, b):\n", "completion": "    return abs(a) + b\n", "label": 0,
-     "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]},
-    {"task_id": "neg", "prompt": "def neg(a):\n", "completion": "    return -a\n", "label": 1,
-     "tests": ["assert neg(2) == -2"]},
+    {"task_id": "add", "prompt": "# add(a, b): their sum\n", "label": 1,
+     "completion": "def add(a, b):\n    return a + b\n", "tests": ADD_TESTS},
+    {"task_id": "add", "prompt": "# add(a, b): their sum\n", "label": 0,
+     "completion": "def add(a, b):\n    return abs(a) + b\n", "tests": ADD_TESTS},
+    {"task_id": "neg", "prompt": "# neg(a): minus a\n", "label": 1,
+     "completion": "def neg(a):\n    return -a\n", "tests": ["assert neg(2) == -2"]},
 ]  # fmt: skip
 
 
