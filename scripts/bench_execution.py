@@ -10,7 +10,6 @@ programs per second with the machine's facts. Reads ``../shared/data`` beside th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -20,36 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wmtp_cli.data.records import assert_tests, stdio_tests
-from wmtp_cli.execution import Executor, Job, bwrap_available
+from wmtp_cli.config import DataConfig
+from wmtp_cli.data.sources import load_problems
+from wmtp_cli.execution import Executor, Job, bwrap_available, job_for
 from wmtp_cli.execution.sandbox import python_executable, running_as_root
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def mbpp_jobs(data: Path) -> list[Job]:
-    rows = read_jsonl(data / "mbpp" / "test.jsonl")
-    return [Job(row["code"], assert_tests(row["test_list"], row["test_setup_code"])) for row in rows]
-
-
-def codecontests_jobs(data: Path) -> list[Job]:
-    jobs = []
-    for row in read_jsonl(data / "codecontests_sample" / "train.jsonl"):
-        solutions = row["solutions"]
-        program = next(s for lang, s in zip(solutions["language"], solutions["solution"], strict=True) if lang == 3)
-        inputs, outputs = [], []
-        for key in ("public_tests", "private_tests", "generated_tests"):
-            inputs += row[key]["input"]
-            outputs += row[key]["output"]
-        limit = row["time_limit"]
-        seconds = limit["seconds"] + limit["nanos"] / 1e9 if limit else None
-        jobs.append(Job(program, stdio_tests(inputs, outputs), seconds or None))
-    return jobs
+def reference_jobs(source: str, path: Path, split: str) -> list[Job]:
+    """One job per problem, its first reference solution, read by the project's own loader."""
+    problems = load_problems(DataConfig(source=source, path=str(path), split=split))
+    return [job_for(problem, problem["solutions"][0]) for problem in problems if problem["solutions"]]
 
 
 def machine_facts() -> list[str]:
@@ -98,10 +79,10 @@ def main() -> None:
     workers = args.workers or os.cpu_count()
     print(f"workers: {workers}\n")
     isolations = (["bwrap"] if bwrap_available() else []) + ["none"]
-    mbpp = mbpp_jobs(args.data)
+    mbpp = reference_jobs("mbpp", args.data / "mbpp" / "test.jsonl", "test")
     for isolation in isolations:
         bench(f"MBPP test refs, {isolation}", Executor(isolation=isolation, workers=workers), mbpp, args.repeats)
-    codecontests = codecontests_jobs(args.data)
+    codecontests = reference_jobs("codecontests", args.data / "codecontests_sample" / "train.jsonl", "train")
     for isolation in isolations:
         executor = Executor(isolation=isolation, workers=workers)
         bench(f"CodeContests refs, {isolation}", executor, codecontests, args.repeats)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wmtp_cli.config import Recipe, recipe_to_dict, save_resolved_recipe
-from wmtp_cli.data.records import ProblemRecord, program_for
+from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, atomic_write_text
 
@@ -176,12 +176,9 @@ class _Scorer:
             for row in rows:
                 row["reward"] = float(row["label"])
         elif source == "execution":
-            from wmtp_cli.execution import Job
+            from wmtp_cli.execution import job_for
 
-            jobs = []
-            for row in rows:
-                problem = problems[row["task_id"]]
-                jobs.append(Job(program_for(problem, row["completion"]), problem["tests"], problem["time_limit_s"]))
+            jobs = [job_for(problems[row["task_id"]], row["completion"]) for row in rows]
             callback = (lambda done, total: progress("executing", done, total)) if progress else None
             for row, result in zip(rows, self.executor().run(jobs, progress=callback), strict=True):
                 passed_all = result.passed
