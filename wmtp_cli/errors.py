@@ -22,3 +22,11 @@ class RecipeError(UsageError):
 
 class CheckpointError(UsageError):
     """A checkpoint that disagrees with its params.json, or is not in the layout we expect."""
+
+
+class RunError(Exception):
+    """A run that cannot go on (a NaN loss, say); the message says why and what is left on disk.
+
+    Not the user's command line at fault, so the CLI exits with status 1 rather than 2, but still with
+    one clear line instead of a traceback.
+    """

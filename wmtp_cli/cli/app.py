@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import download, recipe, score
+from wmtp_cli.cli import download, recipe, score, train_critic, train_wmtp
 from wmtp_cli.cli.console import error_console
 
 app = typer.Typer(
@@ -39,6 +39,8 @@ def _root(
 
 download.register(app)
 score.register(app)
+train_critic.register(app)
+train_wmtp.register(app)
 recipe.register(app)
 
 
@@ -46,12 +48,16 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wmtp`` console script.
 
     Typer handles its own usage errors, ``--help`` and ``Exit`` codes; a :class:`UsageError` from the
-    library becomes one red line and exit status 2.
+    library becomes one red line and exit status 2; a :class:`RunError` (a run that cannot go on, such as
+    a NaN loss) one red line and exit status 1.
     """
-    from wmtp_cli.errors import UsageError
+    from wmtp_cli.errors import RunError, UsageError
 
     try:
         app(args=argv)
     except UsageError as exc:
         error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except RunError as exc:
+        error_console.print(f"[bold red]stopped:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)

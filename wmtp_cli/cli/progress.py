@@ -1,4 +1,4 @@
-"""A rich progress display with one bar per named stage, driven by ``progress(stage, done, total)`` callbacks."""
+"""A rich progress display with one bar per named stage, driven by ``progress(stage, done, total[, status])`` calls."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ from wmtp_cli.cli.console import console
 
 
 @contextlib.contextmanager
-def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
-    """Yield a callback that creates a bar the first time it sees a stage and updates it after."""
+def stage_progress() -> Iterator[Callable[..., None]]:
+    """Yield a callback that creates a bar the first time it sees a stage and updates it after.
+
+    The optional ``status`` (a loss, tokens/s) is shown after the bar.
+    """
     columns = (
         TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
     )  # fmt: skip
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(stage: str, done: int, total: int, status: str = "") -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bar.add_task(stage, total=total, status=status)
+            bar.update(tasks[stage], completed=done, total=total, status=status)
 
         yield update

@@ -73,6 +73,11 @@ class DataConfig:
     )
     packing: bool = option(False, help="Concatenate examples into full max_length rows (no padding).")
     shuffle: bool = option(True, help="Shuffle training examples (deterministically, with run.seed).")
+    scored: str | None = option(
+        None,
+        help="The scored data set the training stages read (a `wmtp score` output, datasets.load_from_disk); "
+        "null = <run folder>/scored, where `wmtp score` writes it for this recipe.",
+    )
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
@@ -132,11 +137,16 @@ class CriticConfig:
     """Stage 1: the value head V(h_t) on the frozen model's trunk."""
 
     hidden_size: int = option(1024, gt=0, help="Hidden width of the MLP value head.")
-    lr: float = option(1e-4, gt=0, help="Value-head learning rate.")
-    batch_size: int = option(8, gt=0, help="Sequences per critic step.")
-    max_steps: int = option(1000, gt=0, help="Critic optimiser steps.")
+    activation: Literal["gelu", "silu", "relu", "tanh"] = option("gelu", help="Value-head activation.")
+    lr: float = option(1e-4, gt=0, help="Value-head learning rate (AdamW).")
+    weight_decay: float = option(0.0, ge=0, help="AdamW weight decay of the value head.")
+    batch_size: int = option(8, gt=0, help="Sequences per critic step (per process).")
+    max_steps: int = option(1000, gt=0, help="Critic optimiser steps at most.")
+    eval_every: int = option(50, gt=0, help="Validate every N steps (and keep the best head).")
     patience: int = option(5, ge=1, help="Stop after this many validations without improvement.")
-    val_fraction: float = option(0.1, gt=0, lt=1, help="Share of examples held out to validate the critic.")
+    val_fraction: float = option(
+        0.1, gt=0, lt=1, help="Share of problems (all their completions) held out to validate the critic."
+    )
     return_target: Literal["mc", "td0", "gae"] = option(
         "mc", help="Return target R_t: mc (Monte Carlo), td0 (one-step TD) or gae (mix of the two)."
     )
@@ -161,15 +171,42 @@ class WMTPConfig:
         0.0, ge=0, le=1, help="eps in w <- (1 - eps) w + eps / |K_t|; keeps every head learning."
     )
     freeze_critic: bool = option(False, help="Keep the critic fixed (no L_VF updates) during this stage.")
-    lr: float = option(5e-5, gt=0, help="Model learning rate.")
+    critic_path: str | None = option(
+        None,
+        help="Folder with the value head to start from (weighting=critic); null = <run folder>/critic, written by "
+        "`wmtp train-critic`.",
+    )
+    min_reward: float | None = option(
+        None,
+        help="Train the language-model loss only on completions whose reward is at least this (L_VF still sees "
+        "every completion); null = all completions.",
+    )
+    lr: float = option(5e-5, gt=0, help="Peak learning rate (AdamW; cosine decay to 0 after the warm-up).")
+    weight_decay: float = option(0.0, ge=0, help="AdamW weight decay.")
     warmup_steps: int = option(0, ge=0, help="Linear learning-rate warm-up steps.")
     max_steps: int = option(1000, gt=0, help="Optimiser steps.")
-    batch_size: int = option(8, gt=0, help="Sequences per micro-batch.")
+    batch_size: int = option(8, gt=0, help="Sequences per micro-batch and process.")
     grad_accum: int = option(1, ge=1, help="Micro-batches per optimiser step.")
     grad_clip: float = option(1.0, ge=0, help="Maximum gradient norm; 0 disables clipping.")
     memory_efficient_heads: bool = option(
-        True, help="Compute one head's logits and loss at a time instead of all (B, T, n, V) at once."
+        True,
+        help="Run the trunk once and each head's forward and backward in turn (peak memory of one head's logits); "
+        "false computes all (B, T, n, V) logits at once (the plain path, for checking).",
     )
+    lora_r: int | None = option(None, ge=1, help="LoRA rank (needs peft); null = full fine-tuning.")
+    lora_alpha: float = option(16.0, gt=0, help="LoRA scaling alpha.")
+    lora_dropout: float = option(0.0, ge=0, lt=1, help="LoRA dropout.")
+    lora_target_modules: list[str] = dataclasses.field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata=meta("Module names that get LoRA adapters."),
+    )
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems that involve more than one key, as (key, message)."""
+        if self.weighting in ("uniform", "ntp") and (self.abs_delta or self.zscore_delta):
+            why = f"abs_delta / zscore_delta act on delta, which weighting={self.weighting} does not use"
+            return [("weighting", why)]
+        return []
 
 
 @dataclass
@@ -207,6 +244,11 @@ class RunConfig:
     log_every: int = option(10, gt=0, help="Log metrics every N steps.")
     save_every: int = option(500, gt=0, help="Save a checkpoint every N steps.")
     keep_last: int = option(2, ge=1, help="Checkpoints kept; older ones are deleted.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
+        "auto",
+        help="Autocast for training: auto = the accelerate launch config's choice, else bf16 on a GPU that has it, "
+        "else none.",
+    )
 
 
 @dataclass

@@ -14,7 +14,6 @@ scored data set goes to ``<run>/scored`` (``datasets.load_from_disk``) with the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -23,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from wmtp_cli.config import Recipe, recipe_to_dict, save_resolved_recipe
+from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, atomic_write_text
+from wmtp_cli.runs import run_folder, scored_path, settings_key
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +57,6 @@ class ScoreResult:
     rows: int
     summary: dict[str, SourceSummary]
     reused_chunks: int
-
-
-def run_folder(recipe: Recipe) -> Path:
-    """``run.output_dir / run.name``; with no name, one derived from the settings (so reruns meet their cache)."""
-    name = recipe.run.name or f"score-{cache_key(recipe)[:10]}"
-    return Path(recipe.run.output_dir) / name
-
-
-def cache_key(recipe: Recipe) -> str:
-    settings = recipe_to_dict(recipe)
-    relevant = {k: settings[k] for k in ("data", "reward", "model") if settings.get(k) is not None}
-    relevant["seed"] = recipe.run.seed
-    relevant["format"] = 1  # bump when the cached chunk format changes
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def _check_settings(recipe: Recipe, allow_code_execution: bool) -> None:
@@ -211,7 +197,7 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
     _check_settings(recipe, allow_code_execution)
     run_dir = run_folder(recipe)
     cache = run_dir / "score_cache"
-    key = cache_key(recipe)
+    key = settings_key(recipe)
     if cache.exists() and (not (cache / "key").exists() or (cache / "key").read_text() != key):
         logger.warning("the recipe changed since %s was written: scoring again from the start", cache)
         shutil.rmtree(cache)
@@ -246,7 +232,7 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
 
     if not rows:
         raise UsageError("the data has no completions to score (no solutions, and no model samples asked for)")
-    path = _write_scored(rows, run_dir / "scored")
+    path = _write_scored(rows, scored_path(recipe))
     summary = summarize(rows)
     atomic_write_text(run_dir / "score_summary.json", json.dumps(summary_as_dict(summary), indent=2) + "\n")
     save_resolved_recipe(recipe, run_dir)

@@ -1,0 +1,53 @@
+"""``wmtp train-critic``: stage 1. A thin layer over :func:`wmtp_cli.training.train_critic`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from wmtp_cli.cli.console import console
+from wmtp_cli.cli.progress import stage_progress
+
+HELP = (
+    "Stage 1: train the critic, a value head on the frozen MTP model's trunk, by MSE to return targets from the "
+    "rewards of `wmtp score` (critic.return_target). Holds out critic.val_fraction of the problems, stops when the "
+    "validation loss stops improving, and reports how well the final-state value predicts the reward. Writes "
+    "<run folder>/critic.\n\n"
+    "[bold]Examples[/]\n\n"
+    "  wmtp train-critic recipes/tiny-smoke.yaml\n\n"
+    "  wmtp train-critic recipes/mtp-7b-codecontests.yaml critic.return_target=gae critic.lr=3e-4\n\n"
+    "  accelerate launch --config_file recipes/accelerate/1gpu.yaml -m wmtp_cli train-critic RECIPE\n"
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-critic", help=HELP, short_help="Stage 1: value head on the frozen MTP model.")(
+        train_critic_command
+    )
+
+
+def train_critic_command(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe (model, data, critic, run sections).")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
+) -> None:
+    from wmtp_cli.config import load_recipe
+    from wmtp_cli.training import train_critic
+
+    resolved = load_recipe(recipe, overrides or (), need=("model", "data", "critic"))
+    with stage_progress() as progress:
+        result = train_critic(resolved, progress=progress)
+    r = result.report
+    table = Table(title="critic on held-out problems", title_justify="left", show_header=False)
+    table.add_row("validation MSE", f"{r.val_loss:.4f}")
+    table.add_row("final value vs reward (Pearson r)", f"{r.final_value_pearson:.3f}")
+    table.add_row(
+        "final value AUC", "- (rewards not binary)" if r.final_value_auc is None else f"{r.final_value_auc:.3f}"
+    )
+    table.add_row("examples (train / validation)", f"{r.train_examples} / {r.val_examples}")
+    stop = f"stopped early at step {r.steps}" if r.stopped_early else f"ran all {r.steps} steps"
+    table.add_row("steps", f"best at {r.best_step}; {stop}")
+    console.print(table)
+    console.print(f"[green]ok[/] wrote {result.folder}")

@@ -1,0 +1,199 @@
+"""``wmtp train-critic``: stage 1, the value head on the frozen MTP model.
+
+The model runs in eval mode with no gradient (in its recipe dtype, bf16 by default); only the value
+head V(h_t) learns, by MSE to the return targets R_t over completion states (DESIGN.md section 3;
+``critic.return_target``). Problems are split into training and validation (``critic.val_fraction``,
+whole problems held out). Every ``critic.eval_every`` steps the head is validated; training stops
+after ``critic.patience`` validations without improvement or at ``critic.max_steps``, and the best
+head is kept.
+
+The report, on the held-out problems: the validation MSE, and how well the final-state value V_{T_c}
+(after the last completion token) predicts the sequence reward: Pearson correlation, and ROC AUC
+when the rewards are binary. Written to ``<run>/critic/``: ``value_head.safetensors``,
+``value_head.json``, ``critic_report.json``, ``metrics.jsonl``, the resolved recipe and versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from accelerate.utils import gather_object
+
+from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.io import atomic_write_text
+from wmtp_cli.losses import IGNORE_INDEX, completion_states, return_targets, value_loss_sum
+from wmtp_cli.runs import critic_folder, scored_path
+from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, shard, split_by_task, training_examples
+from wmtp_cli.training.evaluation import pearson, roc_auc
+from wmtp_cli.training.runtime import (
+    MetricsLog,
+    Progress,
+    load_tokenizer,
+    make_accelerator,
+    pad_id,
+    require_finite,
+    to_device,
+)
+from wmtp_cli.training.setup import load_model, new_value_head
+
+logger = logging.getLogger(__name__)
+
+REPORT = "critic_report.json"
+
+
+@dataclass
+class CriticReport:
+    steps: int
+    best_step: int
+    stopped_early: bool
+    train_examples: int
+    val_examples: int
+    val_loss: float  # MSE over completion states of the held-out problems
+    final_value_pearson: float  # V_{T_c} against the reward
+    final_value_auc: float | None  # for binary rewards with both classes present
+    reward_mean: float
+    seconds: float
+
+
+@dataclass
+class CriticResult:
+    folder: Path
+    report: CriticReport
+
+
+def _final_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last trained position T_c (B,)."""
+    positions = torch.arange(labels.shape[1], device=labels.device)
+    return torch.where(labels != IGNORE_INDEX, positions, -1).max(dim=1).values
+
+
+class _CriticTrainer:
+    def __init__(self, recipe: Recipe, accelerator, model, value_head, tokenizer):
+        self.recipe, self.accelerator, self.model, self.head = recipe, accelerator, model, value_head
+        self.collate = partial(collate, pad_id=pad_id(tokenizer))
+
+    def trunk(self, batch: dict) -> torch.Tensor:
+        with torch.no_grad(), self.accelerator.autocast():
+            h_trunk, _, _ = self.model.embed_and_trunk(batch["input_ids"])  # (B, T, d)
+        return h_trunk
+
+    def losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sum of squared errors, completion states, values) of one batch."""
+        c = self.recipe.critic
+        values = self.head(self.trunk(batch))  # (B, T)
+        targets = return_targets(c.return_target, values, batch["reward"], batch["labels"], batch["dense"],
+                                 c.gamma, c.gae_lambda)  # fmt: skip
+        total, count = value_loss_sum(values, targets, completion_states(batch["labels"]))
+        return total, torch.as_tensor(count, device=values.device), values
+
+    @torch.no_grad()
+    def evaluate(self, examples) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Validation MSE over every process's shard, and all final-state values with their rewards."""
+        acc = self.accelerator
+        sums = torch.zeros(2, device=acc.device)
+        finals, rewards = [], []
+        indices = shard(len(examples), acc.num_processes, acc.process_index)
+        size = self.recipe.critic.batch_size
+        for start in range(0, len(indices), size):
+            batch = to_device(self.collate(rows(examples, indices[start : start + size])), acc.device)
+            total, count, values = self.losses(batch)
+            sums += torch.stack([total.float(), count.float()])
+            last = _final_positions(batch["labels"])
+            finals.append(values.gather(1, last.clamp(min=0)[:, None]).squeeze(1).float())
+            rewards.append(batch["reward"].float())
+        sums = acc.reduce(sums, reduction="sum")
+        # Shards differ in size by one, so gather Python lists rather than equal-shaped tensors.
+        empty = [sums[:0]]
+        local = list(zip(torch.cat(finals or empty).tolist(), torch.cat(rewards or empty).tolist(), strict=True))
+        pairs = gather_object(local) if acc.num_processes > 1 else local
+        finals_all = torch.tensor([v for v, _ in pairs], dtype=torch.float64)
+        rewards_all = torch.tensor([r for _, r in pairs], dtype=torch.float64)
+        return float(sums[0] / sums[1].clamp(min=1)), finals_all, rewards_all
+
+
+def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResult:
+    """Run stage 1 as the recipe says; see the module docstring."""
+    from accelerate.utils import set_seed
+
+    c = recipe.critic
+    began = time.perf_counter()
+    accelerator = make_accelerator(recipe.run.mixed_precision)
+    main = accelerator.is_main_process
+    set_seed(recipe.run.seed)
+    out_dir = critic_folder(recipe)
+
+    tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
+    with accelerator.main_process_first():
+        examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data)
+    train, val = split_by_task(examples, c.val_fraction, recipe.run.seed)
+    batches = StepBatches(len(train), c.batch_size, 1, accelerator.num_processes, accelerator.process_index,
+                          seed=recipe.run.seed, shuffle=recipe.data.shuffle)  # fmt: skip
+
+    model, _ = load_model(recipe, accelerator.device)
+    model.requires_grad_(False)
+    head = new_value_head(model, recipe)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    head, optimizer = accelerator.prepare(head, optimizer)
+    trainer = _CriticTrainer(recipe, accelerator, model, head, tokenizer)
+    if main:
+        save_resolved_recipe(recipe, out_dir)
+    log = MetricsLog(out_dir, enabled=main)
+
+    best_loss, best_step, best_state, bad = math.inf, 0, None, 0
+    scale = accelerator.num_processes
+    step = 0
+    try:
+        for step in range(1, c.max_steps + 1):
+            (ids,) = batches.step(step - 1)
+            batch = to_device(trainer.collate(rows(train, ids)), accelerator.device)
+            total, count, _ = trainer.losses(batch)
+            sums = accelerator.reduce(torch.stack([total.detach().float(), count.float()]), reduction="sum")
+            loss_value = float(sums[0] / sums[1].clamp(min=1))
+            require_finite({"critic loss": loss_value}, step, "No value head was saved.")
+            accelerator.backward(total * scale / sums[1].clamp(min=1))
+            grad_norm = float(accelerator.clip_grad_norm_(head.parameters(), 1.0))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            record = {"step": step, "loss": loss_value, "grad_norm": grad_norm}
+            if step % c.eval_every == 0 or step == c.max_steps:
+                val_loss, _, _ = trainer.evaluate(val)
+                record["val_loss"] = val_loss
+                if val_loss < best_loss:
+                    best_loss, best_step, bad = val_loss, step, 0
+                    best_state = {k: v.detach().clone() for k, v in accelerator.get_state_dict(head).items()}
+                else:
+                    bad += 1
+            if step % recipe.run.log_every == 0 or "val_loss" in record:
+                log.write(record)
+            if progress:
+                status = f"loss {loss_value:.4f}" + (f"  best val {best_loss:.4f}" if best_state else "")
+                progress("critic", step, c.max_steps, status)
+            if bad >= c.patience:
+                logger.info("validation loss has not improved for %d validations: stopping at step %d", bad, step)
+                break
+    finally:
+        log.close()
+
+    unwrapped = accelerator.unwrap_model(head)
+    unwrapped.load_state_dict(best_state)
+    val_loss, finals, rewards = trainer.evaluate(val)
+    binary = bool(((rewards == 0) | (rewards == 1)).all())
+    auc = roc_auc(finals, rewards == 1) if binary else None
+    report = CriticReport(
+        steps=step, best_step=best_step, stopped_early=step < c.max_steps, train_examples=len(train),
+        val_examples=len(val), val_loss=val_loss, final_value_pearson=pearson(finals, rewards),
+        final_value_auc=None if auc is None or math.isnan(auc) else auc,
+        reward_mean=float(rewards.mean()) if len(rewards) else math.nan, seconds=time.perf_counter() - began,
+    )  # fmt: skip
+    if main:
+        unwrapped.save(out_dir)
+        atomic_write_text(out_dir / REPORT, json.dumps(asdict(report), indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return CriticResult(out_dir, report)

@@ -1,0 +1,130 @@
+"""What both training stages share: the accelerator, the tokenizer, metric logs, and the finite-loss guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wmtp_cli.errors import RunError, UsageError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[..., None]
+"""``progress(stage, done, total, status="")``: the library reports, the CLI draws."""
+
+
+def resolve_mixed_precision(setting: str) -> str | None:
+    """accelerate's ``mixed_precision`` for ``run.mixed_precision``; None defers to ``accelerate launch``."""
+    if setting != "auto":
+        return setting
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return None
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def make_accelerator(mixed_precision: str, grad_accum: int = 1):
+    """An ``Accelerator`` for this process: DDP/FSDP/DeepSpeed as ``accelerate launch`` set up, else one device."""
+    from accelerate import Accelerator
+    from accelerate.utils import GradientAccumulationPlugin
+
+    plugin = GradientAccumulationPlugin(num_steps=grad_accum, sync_with_dataloader=False)
+    try:
+        return Accelerator(
+            mixed_precision=resolve_mixed_precision(mixed_precision),
+            gradient_accumulation_plugin=plugin,
+            cpu=not torch.cuda.is_available(),
+        )
+    except ValueError as exc:  # e.g. bf16 asked for on hardware without it
+        raise UsageError(f"cannot set up training: {exc}") from None
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load the tokenizer of {path!r}: {str(exc).strip().splitlines()[0]}") from None
+    if tokenizer.eos_token_id is None:
+        raise UsageError(f"the tokenizer of {path!r} has no EOS token, which ends every completion")
+    return tokenizer
+
+
+def pad_id(tokenizer) -> int:
+    """Llama has no pad token; any id will do, as padded positions are neither attended to nor trained."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def require_finite(values: dict[str, float], step: int, what_is_left: str) -> None:
+    """Stop the run with a clear message when a loss or the gradient norm is NaN or infinite."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        names = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        raise RunError(
+            f"{names} at step {step}: stopped before the optimiser step. {what_is_left} "
+            "Lower the learning rate, clip gradients harder (wmtp.grad_clip) or check the data."
+        )
+
+
+class MetricsLog:
+    """Appends one JSON line per record to ``metrics.jsonl``, and to TensorBoard when it is installed.
+
+    Only the main process writes; the others get a log that drops everything.
+    """
+
+    def __init__(self, folder: Path, enabled: bool = True, resume_step: int | None = None):
+        self.enabled = enabled
+        self.path = folder / "metrics.jsonl"
+        self._tensorboard = None
+        if not enabled:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            # A resumed run rewrites what the killed run logged after its last checkpoint.
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(folder / "tensorboard"))
+        except ImportError:
+            logger.debug("tensorboard is not installed: metrics go to %s only", self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"time": round(time.time(), 3), **record}
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            step = record.get("step", 0)
+            for key, value in record.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)):
+                    self._tensorboard.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 0

@@ -1,0 +1,237 @@
+"""``wmtp train-wmtp``: stage 2, critic-weighted MTP fine-tuning and its baselines, on accelerate.
+
+L_total = L_WMTP + lambda * L_VF (DESIGN.md section 3). ``wmtp.weighting`` picks the per-head
+weights: ``critic`` (softmax of the critic's delta / tau), ``uniform`` (plain MTP), ``ntp`` (head 1
+only) or ``dense_reward`` (delta taken from the dense rewards of ``wmtp score``, no critic); all four
+run through the same :class:`~wmtp_cli.training.objective.WMTPObjective`.
+
+The run folder (:func:`wmtp_cli.runs.wmtp_folder`) holds the resolved recipe and versions,
+``metrics.jsonl`` (and TensorBoard logs when installed), ``checkpoints/step-<N>/`` every
+``run.save_every`` steps (the last ``run.keep_last`` kept) and, at the end, ``final/``: a model folder
+that loads with ``AutoModelForCausalLM`` (LoRA adapters merged), with the tokenizer and, for
+``weighting=critic``, the value head beside it.
+
+The same function runs in one process (CPU or one GPU) and under ``accelerate launch`` (DDP, FSDP,
+DeepSpeed ZeRO-3). ``resume=True`` continues from the latest complete checkpoint exactly: weights,
+optimizer, schedule, RNG and data position (a function of the step).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.errors import UsageError
+from wmtp_cli.io import atomic_directory
+from wmtp_cli.runs import critic_source, scored_path, wmtp_folder
+from wmtp_cli.training import checkpoints
+from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, training_examples
+from wmtp_cli.training.objective import ObjectiveSettings, WMTPObjective, loss_counts, metric_names
+from wmtp_cli.training.runtime import (
+    MetricsLog,
+    Progress,
+    load_tokenizer,
+    make_accelerator,
+    pad_id,
+    require_finite,
+    to_device,
+)
+from wmtp_cli.training.setup import add_lora, freeze_unused_heads, load_model, load_value_head, param_groups
+
+logger = logging.getLogger(__name__)
+
+FINAL = "final"
+
+
+@dataclass
+class WMTPResult:
+    run_dir: Path
+    final_dir: Path
+    steps: int
+    resumed_from: int | None
+    last: dict[str, float] = field(default_factory=dict)  # the last step's logged metrics
+
+
+def objective_settings(recipe: Recipe, n_future: int) -> ObjectiveSettings:
+    w, c = recipe.wmtp, recipe.critic
+    return ObjectiveSettings(
+        weighting=w.weighting, n_future=n_future, temperature=w.temperature, abs_delta=w.abs_delta,
+        zscore_delta=w.zscore_delta, uniform_mix=w.uniform_mix, lambda_vf=w.lambda_vf,
+        train_critic=not w.freeze_critic, min_reward=w.min_reward, return_target=c.return_target,
+        gamma=c.gamma, gae_lambda=c.gae_lambda, memory_efficient=w.memory_efficient_heads,
+    )  # fmt: skip
+
+
+def _check_run_folder(run_dir: Path, resume: bool, force: bool) -> None:
+    if resume or not run_dir.exists():
+        return
+    if not (checkpoints.checkpoint_dirs(run_dir) or (run_dir / FINAL).exists()):
+        return
+    if not force:
+        raise UsageError(
+            f"{run_dir} holds an earlier run: pass --resume to continue it, --force to start over, "
+            "or set run.name to write elsewhere"
+        )
+    shutil.rmtree(run_dir)
+
+
+def _record(totals: torch.Tensor, names: list[str], n_future: int, lambda_vf: float) -> dict[str, float]:
+    """Per-step metrics from the summed metric vector of every micro-batch and process."""
+    t = dict(zip(names, totals.tolist(), strict=True))
+    lm_count = max(t["lm_count"], 1.0)
+    lm = t["lm_sum"] / lm_count
+    vf = t["vf_sum"] / t["vf_count"] if t["vf_count"] else 0.0
+    out = {"loss": lm + lambda_vf * vf, "lm_loss": lm, "vf_loss": vf}
+    for k in range(1, n_future + 1):
+        count = t[f"ce_count_{k}"]
+        if count:
+            out[f"ce_head_{k}"] = t[f"ce_sum_{k}"] / count
+        out[f"weight_head_{k}"] = t[f"weight_sum_{k}"] / lm_count
+    out["weight_entropy"] = t["entropy_sum"] / lm_count
+    out["tokens"] = t["tokens"]
+    return out
+
+
+def train_wmtp(
+    recipe: Recipe, resume: bool = False, force: bool = False, progress: Progress | None = None
+) -> WMTPResult:
+    """Run stage 2 as the recipe says; see the module docstring."""
+    from accelerate.utils import DistributedType, set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    w = recipe.wmtp
+    accelerator = make_accelerator(recipe.run.mixed_precision, w.grad_accum)
+    main = accelerator.is_main_process
+    run_dir = wmtp_folder(recipe)
+    if main:
+        _check_run_folder(run_dir, resume, force)
+        checkpoints.remove_partial(run_dir)
+    accelerator.wait_for_everyone()
+    set_seed(recipe.run.seed)
+
+    tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
+    with accelerator.main_process_first():
+        examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data)
+    batches = StepBatches(
+        len(examples), w.batch_size, w.grad_accum, accelerator.num_processes, accelerator.process_index,
+        seed=recipe.run.seed, shuffle=recipe.data.shuffle,
+    )  # fmt: skip
+    if w.weighting == "dense_reward" and not any(len(d) for d in examples["dense_rewards"]):
+        raise UsageError(
+            "wmtp.weighting=dense_reward needs dense rewards, and the scored data has none: score with "
+            "reward.dense=prefix or reward.dense=attention"
+        )
+
+    model, n_future = load_model(recipe, accelerator.device)
+    settings = objective_settings(recipe, n_future)
+    value_head = load_value_head(critic_source(recipe), model) if settings.uses_critic else None
+    if recipe.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model = None
+    if w.lora_r is not None:
+        if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            raise UsageError("LoRA runs on one GPU or with DDP; use full fine-tuning with FSDP or DeepSpeed")
+        peft_model = add_lora(model, recipe)
+    freeze_unused_heads(model, settings.n_active)
+    model.train()
+    groups = param_groups(model, w.lr, w.weight_decay)
+    if value_head is not None:
+        value_head.to(accelerator.device)
+        if settings.trains_critic:
+            groups += param_groups(value_head, recipe.critic.lr, recipe.critic.weight_decay)
+        else:
+            value_head.requires_grad_(False)
+    objective = WMTPObjective(model, value_head, settings)
+    optimizer = torch.optim.AdamW(groups, lr=w.lr)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, w.warmup_steps, w.max_steps)
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    start, resumed_from = 0, None
+    latest = checkpoints.latest_checkpoint(run_dir) if resume else None
+    if latest is not None:
+        start = resumed_from = checkpoints.load_checkpoint(accelerator, latest)["step"]
+        logger.info("resumed from %s (step %d)", latest, start)
+    elif resume:
+        logger.warning("--resume: %s has no checkpoint yet, starting from step 0", run_dir)
+    if main:
+        save_resolved_recipe(recipe, run_dir)
+    log = MetricsLog(run_dir, enabled=main, resume_step=resumed_from if resume else None)
+
+    names = metric_names(n_future)
+    scale_factor = accelerator.num_processes * w.grad_accum
+    trainable = [p for p in objective.parameters() if p.requires_grad]
+    collate_fn = partial(collate, pad_id=pad_id(tokenizer))
+    record: dict[str, float] = {}
+    what_is_left = "The last good checkpoint is intact." if latest or start else "No checkpoint was written yet."
+    try:
+        for step in range(start, w.max_steps):
+            began = time.perf_counter()
+            micro = [to_device(collate_fn(rows(examples, ids)), accelerator.device) for ids in batches.step(step)]
+            counts = accelerator.reduce(sum(loss_counts(b, settings) for b in micro), reduction="sum")
+            lm_scale = scale_factor / max(int(counts[0]), 1)
+            vf_scale = scale_factor / max(int(counts[1]), 1)
+            totals = torch.zeros(len(names), device=accelerator.device)
+            for batch in micro:
+                with accelerator.accumulate(objective):
+                    loss, metrics = objective(batch, lm_scale, vf_scale)
+                    metrics = accelerator.reduce(metrics, reduction="sum")
+                    totals += metrics
+                    require_finite({"loss": float(metrics[0]) + float(metrics[2])}, step + 1, what_is_left)
+                    accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(trainable, w.grad_clip if w.grad_clip > 0 else float("inf"))
+            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+            if accelerator.distributed_type != DistributedType.DEEPSPEED:
+                require_finite({"gradient norm": grad_norm}, step + 1, what_is_left)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            seconds = time.perf_counter() - began
+            record = _record(totals, names, n_future, settings.lambda_vf)
+            record.update(grad_norm=grad_norm, lr=lr, tokens_per_s=record["tokens"] / max(seconds, 1e-9))
+            done = step + 1
+            if done % recipe.run.log_every == 0 or done == w.max_steps:
+                log.write({"step": done, **record})
+            if done % recipe.run.save_every == 0 or done == w.max_steps:
+                checkpoints.save_checkpoint(accelerator, run_dir, done, recipe.run.keep_last, {})
+                what_is_left = f"The last good checkpoint (step {done}) is intact."
+            if progress:
+                progress("training", done, w.max_steps,
+                         f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s")  # fmt: skip
+    finally:
+        log.close()
+
+    final_dir = run_dir / FINAL
+    _save_final(accelerator, objective, peft_model, tokenizer, final_dir)
+    if main:
+        save_resolved_recipe(recipe, final_dir)
+    accelerator.wait_for_everyone()
+    return WMTPResult(run_dir, final_dir, w.max_steps, resumed_from, record)
+
+
+def _save_final(accelerator, objective, peft_model, tokenizer, final_dir: Path) -> None:
+    """The fine-tuned model as a model folder (with its tokenizer and value head), written whole."""
+    state = accelerator.get_state_dict(objective)  # gathers sharded weights (FSDP, ZeRO-3) on the main process
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(objective)
+    model = unwrapped.model
+    model_state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if peft_model is not None:
+        model = peft_model.merge_and_unload()
+        model_state = None
+    with atomic_directory(final_dir, force=True) as tmp:
+        model.save_pretrained(tmp, state_dict=model_state)
+        tokenizer.save_pretrained(tmp)
+        if unwrapped.value_head is not None:
+            head_state = {k.removeprefix("value_head."): v for k, v in state.items() if k.startswith("value_head.")}
+            unwrapped.value_head.save(tmp, head_state)
