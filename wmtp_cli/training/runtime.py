@@ -35,8 +35,13 @@ def resolve_mixed_precision(setting: str) -> str | None:
 def make_accelerator(mixed_precision: str, grad_accum: int = 1):
     """An ``Accelerator`` for this process: DDP/FSDP/DeepSpeed as ``accelerate launch`` set up, else one device."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import GradientAccumulationPlugin
 
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        # accelerate keeps one global state per process and refuses a second Accelerator with other settings;
+        # a single process that runs several stages in turn (the demo, tests) starts each from a clean state.
+        AcceleratorState._reset_state(reset_partial_state=True)
     plugin = GradientAccumulationPlugin(num_steps=grad_accum, sync_with_dataloader=False)
     try:
         return Accelerator(

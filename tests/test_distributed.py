@@ -1,0 +1,177 @@
+"""Data-parallel training: ``train-wmtp`` on 2 CPU processes (gloo) matches one process with the same global batch.
+
+``accelerate launch --cpu --num_processes 2`` can fall back to a single process on a machine with few
+cores, so the test starts the two processes with ``torchrun``; accelerate reads the environment it sets
+(RANK, WORLD_SIZE, ...) and runs MULTI_CPU on gloo, which is the same code path a DDP launch takes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_models import make_tiny_mtp_model
+
+from wmtp_cli.config import load_recipe
+from wmtp_cli.rewards import score
+from wmtp_cli.training import train_critic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+TIMEOUT_S = 300
+
+pytestmark = [
+    pytest.mark.skipif(not TORCHRUN.is_file(), reason=f"torchrun not found next to the interpreter at {TORCHRUN}"),
+    pytest.mark.skipif(
+        not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+        reason="this torch build has no torch.distributed gloo backend",
+    ),
+]
+
+# The per-step metrics that must agree; time and throughput are wall-clock, not results.
+NOT_COMPARED = {"time", "tokens_per_s"}
+
+# Tolerances. The two runs see the same examples in the same optimiser steps (training/data.py) and
+# the loss scaling makes the gradient that of the global batch (training/objective.py), so they differ
+# only in the order of floating-point sums: per-process partial sums, the gloo all-reduce of gradients
+# and metrics, and DDP's averaging. In fp32 each reordering costs ~1e-7 relative (measured: 1.4e-7 on
+# the metrics of 4 steps). RTOL 1e-5 leaves two orders of magnitude for other BLAS builds and still
+# fails on a normalisation error: per-process means in place of the global mean move the loss by ~1e-3.
+RTOL = 1e-5
+# Weights: AdamW moves every entry by about lr per step whatever its gradient's size, and for entries
+# whose gradient is tiny the ratio m / (sqrt(v) + eps) amplifies rounding; so the weight difference is
+# bounded relative to the size of the training update, not to the weights (measured: 5e-5 of it).
+WEIGHT_RTOL_OF_UPDATE = 1e-3
+
+
+def write_data(path: Path, n_problems: int = 16) -> None:
+    """``n_problems`` problems, each with a correct and a (longer) incorrect solution.
+
+    The two solutions differ in length so that the processes' micro-batches hold different numbers of
+    trained tokens: only then does normalising by the global count, not per process, matter.
+    """
+    rows = []
+    for i in range(n_problems):
+        prompt = f"# f{i}(a): a plus {i}\n"
+        rows.append({"task_id": f"t{i}", "prompt": prompt, "label": 1,
+                     "completion": f"def f{i}(a):\n    return a + {i}\n", "tests": []})  # fmt: skip
+        rows.append({"task_id": f"t{i}", "prompt": prompt, "label": 0,
+                     "completion": f"def f{i}(a):\n    b = a * {i}\n" + "    b = b - a\n" * (i % 4) + "    return b\n",
+                     "tests": []})  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_recipe(tmp_path: Path, model: Path) -> Path:
+    data = tmp_path / "data.jsonl"
+    write_data(data)
+    recipe = {
+        "model": {"path": str(model), "dtype": "fp32"},
+        "data": {"source": "local", "path": str(data), "max_length": 64},
+        "reward": {"source": "labels"},
+        "critic": {"hidden_size": 16, "lr": 1e-2, "batch_size": 4, "max_steps": 10, "eval_every": 5,
+                   "val_fraction": 0.25},
+        # grad_clip below the first steps' gradient norm (~1.5), so clipping of the all-reduced gradient is in play.
+        "wmtp": {"weighting": "critic", "lambda_vf": 0.5, "lr": 1e-2, "max_steps": 4, "batch_size": 4,
+                 "grad_accum": 2, "grad_clip": 1.0},
+        "run": {"output_dir": str(tmp_path / "runs"), "name": "base", "log_every": 1, "save_every": 100,
+                "mixed_precision": "no"},
+    }  # fmt: skip
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps(recipe))  # JSON is YAML
+    return path
+
+
+def child_env() -> dict[str, str]:
+    # Drop any launcher settings this test itself may run under: the single-process run must be one process.
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ACCELERATE_")
+        and k not in {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+    }
+    return {
+        **inherited,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+        # One thread per process: the two ranks and the single run share the machine's cores, and a
+        # fixed thread count keeps each process's own reductions in a fixed order.
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+def start(command: list[str]) -> subprocess.Popen:
+    # A session of its own, so that a timeout can end torchrun together with the ranks it started.
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), start_new_session=True
+    )
+
+
+def finish(process: subprocess.Popen, what: str) -> None:
+    try:
+        out, err = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{what} did not finish in {TIMEOUT_S} s\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-8000:]}")
+    assert process.returncode == 0, f"{what} failed ({process.returncode})\n--- stderr\n{err[-8000:]}"
+
+
+def metrics(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(run: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "final" / name))
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    model = make_tiny_mtp_model(tmp_path / "policy")
+    recipe_path = write_recipe(tmp_path, model)
+    base = load_recipe(recipe_path)
+    score(base)
+    train_critic(base)
+
+    base_dir = tmp_path / "runs" / "base"
+    shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
+    train = ["-m", "wmtp_cli", "train-wmtp", str(recipe_path), *shared]
+    # Both at once: the machine may have only 2 cores, and each process spends most of its time importing.
+    single = start([sys.executable, *train, "run.name=single", "wmtp.batch_size=4"])
+    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", *train, "run.name=multi",
+                   "wmtp.batch_size=2"])  # fmt: skip
+    finish(single, "train-wmtp in one process")
+    finish(multi, "train-wmtp in 2 processes (torchrun)")
+
+    one = tmp_path / "runs" / "single" / "wmtp-critic"
+    two = tmp_path / "runs" / "multi" / "wmtp-critic"
+    # accelerate saves one RNG state per process: proof that the torchrun run really had two ranks.
+    checkpoint = two / "checkpoints" / "step-00000004"
+    assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
+
+    steps_one, steps_two = metrics(one), metrics(two)
+    assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two] == [1, 2, 3, 4]
+    for a, b in zip(steps_one, steps_two, strict=True):
+        assert a.keys() == b.keys()
+        for key in a.keys() - NOT_COMPARED:
+            assert math.isclose(a[key], b[key], rel_tol=RTOL), (a["step"], key, a[key], b[key])
+    assert steps_one[-1]["loss"] < steps_one[0]["loss"]  # it trained, so the comparison is not of two no-ops
+
+    # Each weight file against where its training started: the converted model, and the critic of stage 1.
+    for name, initial in (("model.safetensors", model), ("value_head.safetensors", base_dir / "critic")):
+        w_one, w_two, w_start = weights(one, name), weights(two, name), load_file(str(initial / name))
+        assert w_one.keys() == w_two.keys() == w_start.keys()
+        update = max(float((w_one[k] - w_start[k]).abs().max()) for k in w_one)
+        worst = max(float((w_one[k] - w_two[k]).abs().max()) for k in w_one)
+        assert worst <= WEIGHT_RTOL_OF_UPDATE * update, (name, worst, update)
