@@ -22,7 +22,7 @@ from tiny_models import make_tiny_mtp_model
 
 from wmtp_cli.config import load_recipe
 from wmtp_cli.rewards import score
-from wmtp_cli.training import train_critic
+from wmtp_cli.training import checkpoints, train_critic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -42,14 +42,18 @@ NOT_COMPARED = {"time", "tokens_per_s"}
 # Tolerances. The two runs see the same examples in the same optimiser steps (training/data.py) and
 # the loss scaling makes the gradient that of the global batch (training/objective.py), so they differ
 # only in the order of floating-point sums: per-process partial sums, the gloo all-reduce of gradients
-# and metrics, and DDP's averaging. In fp32 each reordering costs ~1e-7 relative (measured: 1.4e-7 on
-# the metrics of 4 steps). RTOL 1e-5 leaves two orders of magnitude for other BLAS builds and still
-# fails on a normalisation error: per-process means in place of the global mean move the loss by ~1e-3.
+# and metrics, and DDP's averaging. Each reordering costs ~1e-7 relative in fp32; over 4 seeds the
+# metrics differed by at most 1.8e-7 relative. RTOL leaves a factor ~50 for other BLAS builds; a
+# normalisation error (per-process means in place of the global mean) moves the loss by 4e-3 and the
+# gradient norm by 5e-2 relative, so it still fails loudly.
 RTOL = 1e-5
-# Weights: AdamW moves every entry by about lr per step whatever its gradient's size, and for entries
-# whose gradient is tiny the ratio m / (sqrt(v) + eps) amplifies rounding; so the weight difference is
-# bounded relative to the size of the training update, not to the weights (measured: 5e-5 of it).
-WEIGHT_RTOL_OF_UPDATE = 1e-3
+# Weights are compared relative to how far training moved them, not to their size. AdamW moves each
+# entry by about lr per step whatever its gradient's size, and for an entry whose gradient is a sum that
+# cancels to near Adam's eps, m / (sqrt(v) + eps) turns a rounding difference into a visible one: a
+# few such entries reached 1.6e-4 of the update (max abs) while the norm of the whole difference stayed
+# within 1.3e-6 of the norm of the update. The same normalisation error gives 0.3 and 2 respectively.
+WEIGHT_NORM_RTOL = 1e-4
+WEIGHT_MAX_RTOL = 1e-2
 
 
 def write_data(path: Path, n_problems: int = 16) -> None:
@@ -154,11 +158,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     one = tmp_path / "runs" / "single" / "wmtp-critic"
     two = tmp_path / "runs" / "multi" / "wmtp-critic"
     # accelerate saves one RNG state per process: proof that the torchrun run really had two ranks.
-    checkpoint = two / "checkpoints" / "step-00000004"
-    assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == [
-        "random_states_0.pkl",
-        "random_states_1.pkl",
-    ]
+    states = {p.name for p in checkpoints.latest_checkpoint(two).glob("random_states_*.pkl")}
+    assert states == {"random_states_0.pkl", "random_states_1.pkl"}, states
 
     steps_one, steps_two = metrics(one), metrics(two)
     assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two] == [1, 2, 3, 4]
@@ -172,6 +173,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     for name, initial in (("model.safetensors", model), ("value_head.safetensors", base_dir / "critic")):
         w_one, w_two, w_start = weights(one, name), weights(two, name), load_file(str(initial / name))
         assert w_one.keys() == w_two.keys() == w_start.keys()
-        update = max(float((w_one[k] - w_start[k]).abs().max()) for k in w_one)
-        worst = max(float((w_one[k] - w_two[k]).abs().max()) for k in w_one)
-        assert worst <= WEIGHT_RTOL_OF_UPDATE * update, (name, worst, update)
+        update = torch.cat([(w_one[k] - w_start[k]).flatten() for k in w_one])
+        difference = torch.cat([(w_one[k] - w_two[k]).flatten() for k in w_one])
+        assert difference.norm() <= WEIGHT_NORM_RTOL * update.norm(), (name, difference.norm(), update.norm())
+        assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())

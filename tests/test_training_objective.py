@@ -185,3 +185,19 @@ def test_fresh_value_head_is_constant_so_weights_start_uniform():
     head = ValueHead(ValueHeadConfig(input_size=HIDDEN, hidden_size=8))
     values = head(torch.randn(2, 6, HIDDEN))
     assert torch.equal(values, torch.zeros_like(values))
+
+
+def test_activation_checkpointing_inside_the_head_loop_keeps_the_gradients():
+    from wmtp_cli.training.setup import enable_activation_checkpointing
+
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model()
+        if checkpointing:
+            enable_activation_checkpointing(model)
+        model.train()
+        objective = WMTPObjective(model, value_head(), ObjectiveSettings(weighting="critic", n_future=N, lambda_vf=0.5))
+        loss, _ = run(objective, make_batch())
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in objective.parameters() if p.grad is not None]))
+    assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-7)

@@ -75,6 +75,15 @@ def add_lora(model, recipe: Recipe):
         raise UsageError(f"cannot add LoRA adapters: {str(exc).splitlines()[0]}") from None
 
 
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each block's activations in the backward pass (non-reentrant, so it nests in the head loop)."""
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
 def freeze_unused_heads(model, n_active: int) -> None:
     """Heads past ``n_active`` get no loss; frozen, they keep their weights and DDP does not wait for them."""
     for head in model.heads[n_active:]:

@@ -43,7 +43,14 @@ from wmtp_cli.training.runtime import (
     require_finite,
     to_device,
 )
-from wmtp_cli.training.setup import add_lora, freeze_unused_heads, load_model, load_value_head, param_groups
+from wmtp_cli.training.setup import (
+    add_lora,
+    enable_activation_checkpointing,
+    freeze_unused_heads,
+    load_model,
+    load_value_head,
+    param_groups,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,13 +140,19 @@ def train_wmtp(
     settings = objective_settings(recipe, n_future)
     value_head = load_value_head(critic_source(recipe), model) if settings.uses_critic else None
     if recipe.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     peft_model = None
     if w.lora_r is not None:
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise UsageError("LoRA runs on one GPU or with DDP; use full fine-tuning with FSDP or DeepSpeed")
         peft_model = add_lora(model, recipe)
     freeze_unused_heads(model, settings.n_active)
+    if peft_model is None and model.dtype in (torch.bfloat16, torch.float16):
+        logger.warning(
+            "training every weight in %s: AdamW updates below its precision are lost (lr %g); for full fine-tuning "
+            "prefer model.dtype=fp32 with run.mixed_precision=bf16",
+            str(model.dtype).removeprefix("torch."), w.lr,
+        )  # fmt: skip
     model.train()
     groups = param_groups(model, w.lr, w.weight_decay)
     if value_head is not None:
