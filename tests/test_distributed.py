@@ -2,11 +2,16 @@
 
 ``accelerate launch --cpu --num_processes 2`` can fall back to a single process on a machine with few
 cores, so the test starts the two processes with ``torchrun``; accelerate reads the environment it sets
-(RANK, WORLD_SIZE, ...) and runs MULTI_CPU on gloo, which is the same code path a DDP launch takes.
+(RANK, WORLD_SIZE, ...) and runs MULTI_CPU on gloo, which is the same code path a DDP launch takes. The
+single-process run is :func:`wmtp_cli.training.train_wmtp` in the test's own process, which is what
+``wmtp train-wmtp`` calls.
+
+Also: the accelerate configs in ``recipes/accelerate/`` load, and the FSDP one wraps a class that exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,19 +27,21 @@ from tiny_models import make_tiny_mtp_model
 
 from wmtp_cli.config import load_recipe
 from wmtp_cli.rewards import score
-from wmtp_cli.training import checkpoints, train_critic
+from wmtp_cli.training import checkpoints, train_critic, train_wmtp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 TIMEOUT_S = 300
 
-pytestmark = [
-    pytest.mark.skipif(not TORCHRUN.is_file(), reason=f"torchrun not found next to the interpreter at {TORCHRUN}"),
-    pytest.mark.skipif(
-        not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-        reason="this torch build has no torch.distributed gloo backend",
-    ),
-]
+ACCELERATE_CONFIGS = REPO_ROOT / "recipes" / "accelerate"
+
+needs_torchrun = pytest.mark.skipif(
+    not TORCHRUN.is_file(), reason=f"torchrun not found next to the interpreter at {TORCHRUN}"
+)
+needs_gloo = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="this torch build has no torch.distributed gloo backend",
+)
 
 # The per-step metrics that must agree; time and throughput are wall-clock, not results.
 NOT_COMPARED = {"time", "tokens_per_s"}
@@ -120,11 +127,16 @@ def start(command: list[str]) -> subprocess.Popen:
     )
 
 
+def stop(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def finish(process: subprocess.Popen, what: str) -> None:
     try:
         out, err = process.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        stop(process)
         out, err = process.communicate()
         pytest.fail(f"{what} did not finish in {TIMEOUT_S} s\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-8000:]}")
     assert process.returncode == 0, f"{what} failed ({process.returncode})\n--- stderr\n{err[-8000:]}"
@@ -138,6 +150,8 @@ def weights(run: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / name))
 
 
+@needs_torchrun
+@needs_gloo
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     model = make_tiny_mtp_model(tmp_path / "policy")
     recipe_path = write_recipe(tmp_path, model)
@@ -147,12 +161,21 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
     base_dir = tmp_path / "runs" / "base"
     shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
-    train = ["-m", "wmtp_cli", "train-wmtp", str(recipe_path), *shared]
-    # Both at once: the machine may have only 2 cores, and each process spends most of its time importing.
-    single = start([sys.executable, *train, "run.name=single", "wmtp.batch_size=4"])
-    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", *train, "run.name=multi",
-                   "wmtp.batch_size=2"])  # fmt: skip
-    finish(single, "train-wmtp in one process")
+    # torchrun first: its ranks spend ~10 s importing, during which the single-process run (in this
+    # process, where everything is imported already) does its few steps. One thread, because the
+    # machine may have only 2 cores, both wanted by the ranks.
+    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", "train-wmtp",
+                   str(recipe_path), *shared, "run.name=multi", "wmtp.batch_size=2"])  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train_wmtp(load_recipe(recipe_path, [*shared, "run.name=single", "wmtp.batch_size=4"]))
+    except BaseException:
+        stop(multi)
+        multi.communicate()
+        raise
+    finally:
+        torch.set_num_threads(threads)
     finish(multi, "train-wmtp in 2 processes (torchrun)")
 
     one = tmp_path / "runs" / "single" / "wmtp-critic"
@@ -177,3 +200,56 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         difference = torch.cat([(w_one[k] - w_two[k]).flatten() for k in w_one])
         assert difference.norm() <= WEIGHT_NORM_RTOL * update.norm(), (name, difference.norm(), update.norm())
         assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())
+
+
+@pytest.mark.parametrize("name", ["1gpu.yaml", "fsdp-8gpu.yaml"])
+def test_accelerate_configs_load_and_name_their_command(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    path = ACCELERATE_CONFIGS / name
+    config = load_config_from_file(str(path))
+    assert config.mixed_precision == "bf16" and not config.use_cpu
+    assert f"accelerate launch --config_file recipes/accelerate/{name} -m wmtp_cli train-wmtp" in path.read_text()
+    if name == "1gpu.yaml":
+        assert config.distributed_type == DistributedType.NO and config.num_processes == 1
+        return
+    from wmtp_cli.model import modeling
+
+    fsdp = config.fsdp_config
+    assert config.distributed_type == DistributedType.FSDP and config.num_processes == 8
+    # The wrap class is looked up by name when the run starts: a rename of Block would fail only on 8 GPUs.
+    assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == modeling.Block.__name__
+    assert fsdp["fsdp_version"] == 1 and fsdp["fsdp_reshard_after_forward"] == "FULL_SHARD"
+    assert fsdp["fsdp_use_orig_params"] and fsdp["fsdp_sync_module_states"]
+    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+@needs_torchrun
+@needs_gloo
+def test_critic_stage_on_two_processes_matches_one(tmp_path):
+    """Stage 1 trains its head data-parallel (DDP on the head alone); 2 x 2 sequences per step equal 1 x 4."""
+    model = make_tiny_mtp_model(tmp_path / "policy")
+    recipe_path = write_recipe(tmp_path, model)
+    score(load_recipe(recipe_path))
+    shared = [f"data.scored={tmp_path / 'runs' / 'base' / 'scored'}", "critic.max_steps=6", "critic.eval_every=3"]
+    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", "train-critic",
+                   str(recipe_path), *shared, "run.name=multi", "critic.batch_size=2"])  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = train_critic(load_recipe(recipe_path, [*shared, "run.name=single", "critic.batch_size=4"]))
+    except BaseException:
+        stop(multi)
+        multi.communicate()
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    finish(multi, "train-critic in 2 processes (torchrun)")
+    report = json.loads((tmp_path / "runs" / "multi" / "critic" / "critic_report.json").read_text())
+    assert math.isclose(report["val_loss"], single.report.val_loss, rel_tol=RTOL)
+    assert report["val_examples"] == single.report.val_examples
+    one = load_file(str(single.folder / "value_head.safetensors"))
+    two = load_file(str(tmp_path / "runs" / "multi" / "critic" / "value_head.safetensors"))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-6)

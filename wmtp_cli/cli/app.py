@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from wmtp_cli.cli import download, recipe, score, train_critic, train_wmtp
-from wmtp_cli.cli.console import error_console
+from wmtp_cli.cli.console import console, error_console
 
 app = typer.Typer(
     name="wmtp",
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     from wmtp_cli.errors import RunError, UsageError
 
+    if int(os.environ.get("RANK", "0")) != 0:
+        console.quiet = True  # under torchrun / accelerate launch, the main process alone draws progress and results
     try:
         app(args=argv)
     except UsageError as exc:

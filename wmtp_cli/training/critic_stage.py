@@ -118,6 +118,10 @@ class _CriticTrainer:
         return float(sums[0] / sums[1].clamp(min=1)), finals_all, rewards_all
 
 
+def _unwrap(head: torch.nn.Module) -> torch.nn.Module:
+    return head.module if isinstance(head, torch.nn.parallel.DistributedDataParallel) else head
+
+
 def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResult:
     """Run stage 1 as the recipe says; see the module docstring."""
     from accelerate.utils import set_seed
@@ -140,9 +144,13 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
     model.requires_grad_(False)
     if accelerator.device.type == "cuda" and torch.cuda.is_bf16_supported() and model.dtype == torch.float32:
         model.to(torch.bfloat16)  # frozen: bf16 halves memory and time, and nothing is updated in it
-    head = new_value_head(model, recipe)
+    head = new_value_head(model, recipe).to(accelerator.device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    head, optimizer = accelerator.prepare(head, optimizer)
+    if accelerator.num_processes > 1:
+        # The model is frozen and the head tiny: plain data parallelism for the head, whatever the launch
+        # config says (an FSDP or DeepSpeed config shards the model of stage 2; here there is nothing to shard).
+        device_ids = [accelerator.device.index] if accelerator.device.type == "cuda" else None
+        head = torch.nn.parallel.DistributedDataParallel(head, device_ids=device_ids)
     trainer = _CriticTrainer(recipe, accelerator, model, head, tokenizer)
     if main:
         save_resolved_recipe(recipe, out_dir)
@@ -159,8 +167,8 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
             sums = accelerator.reduce(torch.stack([total.detach().float(), count.float()]), reduction="sum")
             loss_value = float(sums[0] / sums[1].clamp(min=1))
             require_finite({"critic loss": loss_value}, step, "No value head was saved.")
-            accelerator.backward(total * scale / sums[1].clamp(min=1))
-            grad_norm = float(accelerator.clip_grad_norm_(head.parameters(), 1.0))
+            (total * scale / sums[1].clamp(min=1)).backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             record = {"step": step, "loss": loss_value, "grad_norm": grad_norm}
@@ -169,7 +177,7 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
                 record["val_loss"] = val_loss
                 if val_loss < best_loss:
                     best_loss, best_step, bad = val_loss, step, 0
-                    best_state = {k: v.detach().clone() for k, v in accelerator.get_state_dict(head).items()}
+                    best_state = {k: v.detach().clone() for k, v in _unwrap(head).state_dict().items()}
                 else:
                     bad += 1
             if step % recipe.run.log_every == 0 or "val_loss" in record:
@@ -183,7 +191,7 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
     finally:
         log.close()
 
-    unwrapped = accelerator.unwrap_model(head)
+    unwrapped = _unwrap(head)
     unwrapped.load_state_dict(best_state)
     val_loss, finals, rewards = trainer.evaluate(val)
     binary = bool(((rewards == 0) | (rewards == 1)).all())

@@ -180,7 +180,6 @@ def train_wmtp(
 
     names = metric_names(n_future)
     scale_factor = accelerator.num_processes * w.grad_accum
-    trainable = [p for p in objective.parameters() if p.requires_grad]
     collate_fn = partial(collate, pad_id=pad_id(tokenizer))
     record: dict[str, float] = {}
     what_is_left = "The last good checkpoint is intact." if latest or start else "No checkpoint was written yet."
@@ -199,7 +198,9 @@ def train_wmtp(
                     totals += metrics
                     require_finite({"loss": float(metrics[0]) + float(metrics[2])}, step + 1, what_is_left)
                     accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(trainable, w.grad_clip if w.grad_clip > 0 else float("inf"))
+            # All parameters, frozen ones included: FSDP computes the global norm only when given exactly these.
+            max_norm = w.grad_clip if w.grad_clip > 0 else float("inf")
+            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), max_norm)
             grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
             if accelerator.distributed_type != DistributedType.DEEPSPEED:
                 require_finite({"gradient norm": grad_norm}, step + 1, what_is_left)
