@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import download, recipe, score, train_critic, train_wmtp
+from wmtp_cli.cli import download, eval, recipe, score, train_critic, train_wmtp
 from wmtp_cli.cli.console import console, error_console
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ download.register(app)
 score.register(app)
 train_critic.register(app)
 train_wmtp.register(app)
+eval.register(app)
 recipe.register(app)
 
 

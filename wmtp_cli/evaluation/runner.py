@@ -1,0 +1,125 @@
+"""What ``wmtp eval`` does: resolve the settings (recipe, then flags), get samples, score them, write.
+
+Samples come from ``--samples`` (a file) or from the model (``--model``, else the recipe's
+``model.path``), sampled with each benchmark's stop sequences. Settings: flags win over the recipe's
+``eval`` section, which wins over its defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wmtp_cli.config import EvalConfig, ModelConfig
+from wmtp_cli.errors import UsageError
+from wmtp_cli.evaluation.harness import EvalReport, evaluate, group_samples, read_samples, write_report
+
+
+@dataclass
+class EvalRequest:
+    benchmarks: list[str]
+    k: list[int]
+    n: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    timeout_s: float
+    model: ModelConfig | None
+    samples: Path | None
+    data: str | None
+    split: str | None
+    limit: int | None
+    output_dir: Path
+    output: Path | None
+    seed: int = 0
+
+    @classmethod
+    def build(cls, recipe=None, overrides: Sequence[str] = (), **flags) -> EvalRequest:
+        """Flags (None = not given) over the recipe's eval section (or its defaults)."""
+        settings, model, output_dir, seed = EvalConfig(), None, Path("runs") / "eval", 0
+        if recipe is not None:
+            from wmtp_cli.config import load_recipe
+            from wmtp_cli.runs import run_folder
+
+            resolved = load_recipe(recipe, overrides, need=("eval",))
+            settings, model, seed = resolved.eval, resolved.model, resolved.run.seed
+            output_dir = run_folder(resolved) / "eval"
+        elif overrides:
+            raise UsageError("section.key=value overrides need a recipe; without one, use the flags")
+        if flags.get("model"):
+            model = ModelConfig(path=flags["model"], dtype=model.dtype if model else "bf16")
+        samples = flags.get("samples")
+        n = flags.get("n") or settings.n_samples
+        k = sorted(set(flags.get("k") or settings.k))
+        request = cls(
+            benchmarks=list(flags.get("benchmarks") or settings.benchmarks), k=k, n=n,
+            temperature=settings.temperature if flags.get("temperature") is None else flags["temperature"],
+            top_p=flags.get("top_p") or settings.top_p,
+            max_new_tokens=flags.get("max_new_tokens") or settings.max_new_tokens,
+            timeout_s=flags.get("timeout") or settings.timeout_s, model=model, samples=samples,
+            data=flags.get("data"), split=flags.get("split"), limit=flags.get("limit"), output_dir=output_dir,
+            output=flags.get("output"), seed=seed,
+        )  # fmt: skip
+        request.check()
+        return request
+
+    def check(self) -> None:
+        if self.samples is None and self.model is None:
+            raise UsageError("nothing to evaluate: give --samples FILE, or --model DIR (or a recipe with model.path)")
+        if self.output is not None and len(self.benchmarks) > 1:
+            raise UsageError("--output names one file; evaluate one --benchmark at a time with it")
+        if self.data is not None and len(self.benchmarks) > 1:
+            raise UsageError("--data is one benchmark's files; evaluate one --benchmark at a time with it")
+        if self.samples is None and max(self.k) > self.n:
+            raise UsageError(f"pass@{max(self.k)} needs --n {max(self.k)} or more samples per problem (got {self.n})")
+        if self.samples is None and self.n > 1 and self.temperature == 0:
+            raise UsageError("greedy decoding (temperature 0) gives n identical samples: set --temperature > 0")
+
+    def settings(self, benchmark: str) -> dict:
+        return {
+            "benchmark": benchmark, "k": self.k, "n": self.n, "temperature": self.temperature, "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens, "timeout_s": self.timeout_s, "split": self.split,
+            "data": self.data, "limit": self.limit, "seed": self.seed,
+            "model": self.model.path if self.model and self.samples is None else None,
+            "samples": str(self.samples) if self.samples else None,
+        }  # fmt: skip
+
+
+def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=None) -> list[tuple[EvalReport, Path]]:
+    """Evaluate each requested benchmark; returns each report with the path of its summary."""
+    from wmtp_cli.data.templates import stop_sequences
+    from wmtp_cli.evaluation.benchmarks import load_benchmark
+    from wmtp_cli.execution import Executor, require_code_execution
+
+    require_code_execution(allow_code_execution)
+    executor = Executor(timeout_s=request.timeout_s)
+    policy = tokenizer = None
+    out = []
+    for benchmark in request.benchmarks:
+        problems = load_benchmark(benchmark, request.data, request.split, request.limit)
+        if request.samples is not None:
+            samples = group_samples(read_samples(request.samples), problems)
+        else:
+            if policy is None:
+                from transformers import AutoTokenizer
+
+                from wmtp_cli.model.loading import load_causal_lm
+
+                policy = load_causal_lm(request.model)
+                tokenizer = AutoTokenizer.from_pretrained(request.model.path)
+            from wmtp_cli.generation import sample_completions
+
+            texts = sample_completions(
+                policy, tokenizer, [p["prompt"] for p in problems], n=request.n, temperature=request.temperature,
+                top_p=request.top_p, max_new_tokens=request.max_new_tokens, stop=stop_sequences(benchmark),
+                seed=request.seed,
+                progress=(lambda done, total: progress("sampling", done, total)) if progress else None,
+            )  # fmt: skip
+            samples = {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}
+        callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
+        report = evaluate(benchmark, problems, samples, executor, request.k, request.settings(benchmark), callback)
+        output = request.output or request.output_dir / f"{benchmark}.json"
+        write_report(report, output)
+        out.append((report, output))
+    return out
