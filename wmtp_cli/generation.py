@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -88,3 +89,76 @@ def sample_completions(
     finally:
         tokenizer.padding_side = padding_side
     return results
+
+
+@dataclass
+class SpeculativeStats:
+    """Totals over prompts of self-speculative decoding (see :mod:`wmtp_cli.decoding`)."""
+
+    new_tokens: int = 0
+    decoding_forwards: int = 0
+    seconds: float = 0.0
+    draft_proposed: list[int] = field(default_factory=list)
+    draft_accepted: list[int] = field(default_factory=list)
+
+    def add(self, out) -> None:
+        self.new_tokens += out.new_tokens
+        self.decoding_forwards += out.decoding_forwards
+        self.seconds += out.seconds
+        if not self.draft_proposed:
+            self.draft_proposed = [0] * len(out.draft_proposed)
+            self.draft_accepted = [0] * len(out.draft_accepted)
+        for i, (proposed, accepted) in enumerate(zip(out.draft_proposed, out.draft_accepted, strict=True)):
+            self.draft_proposed[i] += proposed
+            self.draft_accepted[i] += accepted
+
+    def as_dict(self) -> dict:
+        """Tokens per decoding forward, acceptance per draft head (head 2 first), tokens/s."""
+        return {
+            "tokens_per_forward": (self.new_tokens - 1) / self.decoding_forwards if self.decoding_forwards else None,
+            "acceptance_per_head": {
+                str(i + 2): (a / p if p else None)
+                for i, (p, a) in enumerate(zip(self.draft_proposed, self.draft_accepted, strict=True))
+            },
+            "tokens_per_s": self.new_tokens / self.seconds if self.seconds else None,
+            "new_tokens": self.new_tokens,
+        }
+
+
+@torch.no_grad()
+def speculative_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 512,
+    stop: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], SpeculativeStats]:
+    """Greedy completions by self-speculative decoding, one prompt at a time, and their statistics.
+
+    The text equals what greedy :func:`sample_completions` gives (the decoding is token-for-token
+    greedy); generation stops at EOS, at ``max_new_tokens`` or once a stop sequence appears.
+    """
+    from wmtp_cli.decoding import speculative_generate
+
+    device = next(model.parameters()).device
+    stats = SpeculativeStats()
+    texts = []
+    for done, prompt in enumerate(prompts, 1):
+        prompt_ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)  # (1, T)
+        prompt_text = tokenizer.decode(prompt_ids[0], skip_special_tokens=True)
+
+        def stopped(new_ids: list[int], prompt_ids=prompt_ids, prompt_text=prompt_text) -> bool:
+            full = tokenizer.decode(prompt_ids[0].tolist() + new_ids, skip_special_tokens=True)
+            return any(s in full[len(prompt_text) :] for s in stop)
+
+        out = speculative_generate(
+            model, prompt_ids, max_new_tokens, eos_token_id=tokenizer.eos_token_id, stop_check=stopped if stop else None
+        )
+        stats.add(out)
+        mask = torch.ones_like(prompt_ids)
+        (text,) = continuations(tokenizer, prompt_ids, mask, out.sequences, 1)
+        texts.append(truncate_at_stop(text, stop))
+        if progress is not None:
+            progress(done, len(prompts))
+    return texts, stats

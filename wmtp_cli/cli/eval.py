@@ -50,13 +50,19 @@ def eval_command(
         bool, typer.Option("--allow-code-execution", help="Allow running the completions in the sandbox.")
     ] = False,
     output: Annotated[Path | None, typer.Option("--output", help="Summary JSON path.")] = None,
+    speculative: Annotated[
+        bool, typer.Option("--speculative", help="Greedy generation by self-speculative decoding (heads draft).")
+    ] = False,
+    head_metrics: Annotated[
+        bool, typer.Option("--head-metrics", help="Each head's CE and top-1 accuracy on the reference solutions.")
+    ] = False,
 ) -> None:
     from wmtp_cli.evaluation.runner import EvalRequest, run_eval
 
     request = EvalRequest.build(
         recipe=recipe, overrides=overrides or (), model=model, benchmarks=benchmark, data=data, split=split,
         limit=limit, samples=samples, n=n, k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        timeout=timeout, output=output,
+        timeout=timeout, output=output, speculative=speculative, head_metrics=head_metrics,
     )  # fmt: skip
     with stage_progress() as progress:
         reports = run_eval(request, allow_code_execution=allow_code_execution, progress=progress)
@@ -69,3 +75,18 @@ def eval_command(
         figures = [f"{report.pass_at_k.get(str(k), float('nan')):.4f}" for k in request.k]
         table.add_row(report.benchmark, str(report.n_problems), str(per_problem), *figures, str(path))
     console.print(table)
+    for report, _ in reports:
+        if report.decoding:
+            d = report.decoding
+            acceptance = ", ".join(f"head {h}: {v:.2f}" for h, v in d["acceptance_per_head"].items() if v is not None)
+            console.print(f"{report.benchmark}: self-speculative decoding, {d['tokens_per_forward']:.2f} tokens per "
+                          f"forward; acceptance {acceptance}")  # fmt: skip
+        if report.head_metrics:
+            heads = Table(title=f"{report.benchmark}: heads on the reference solutions", title_justify="left")
+            for column in ("head", "cross-entropy", "top-1 accuracy", "tokens"):
+                heads.add_column(column, justify="right")
+            for m in report.head_metrics:
+                heads.add_row(
+                    str(m["head"]), f"{m['cross_entropy']:.4f}", f"{m['top1_accuracy']:.3f}", str(m["tokens"])
+                )
+            console.print(heads)

@@ -224,9 +224,17 @@ class EvalConfig:
     top_p: float = option(1.0, gt=0, le=1, help="Nucleus sampling threshold.")
     max_new_tokens: int = option(512, gt=0, help="Maximum tokens generated per completion.")
     timeout_s: float = option(10.0, gt=0, help="Wall-clock limit per sandboxed test run, in seconds.")
+    speculative: bool = option(
+        False, help="Generate by self-speculative decoding (heads 2..n draft, head 1 verifies); greedy only."
+    )
+    head_metrics: bool = option(
+        False, help="Also report each head's cross-entropy and top-1 accuracy on the benchmark's reference solutions."
+    )
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
+        if self.speculative and self.temperature > 0:
+            return [("speculative", "self-speculative decoding is greedy: set eval.temperature=0")]
         too_big = [k for k in self.k if k > self.n_samples]
         if too_big:
             k = max(too_big)

@@ -56,6 +56,8 @@ class EvalReport:
     settings: dict[str, Any]
     seconds: float
     problems: list[ProblemResult] = field(default_factory=list)
+    decoding: dict[str, Any] | None = None  # self-speculative decoding statistics, when it generated the samples
+    head_metrics: list[dict[str, Any]] | None = None  # per-head CE / top-1 on the reference solutions
 
     def summary(self) -> dict[str, Any]:
         """The report without the per-problem results (what ``--output`` writes)."""

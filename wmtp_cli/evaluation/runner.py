@@ -33,6 +33,8 @@ class EvalRequest:
     output_dir: Path
     output: Path | None
     seed: int = 0
+    speculative: bool = False
+    head_metrics: bool = False
 
     @classmethod
     def build(cls, recipe=None, overrides: Sequence[str] = (), **flags) -> EvalRequest:
@@ -59,7 +61,8 @@ class EvalRequest:
             max_new_tokens=flags.get("max_new_tokens") or settings.max_new_tokens,
             timeout_s=flags.get("timeout") or settings.timeout_s, model=model, samples=samples,
             data=flags.get("data"), split=flags.get("split"), limit=flags.get("limit"), output_dir=output_dir,
-            output=flags.get("output"), seed=seed,
+            output=flags.get("output"), seed=seed, speculative=bool(flags.get("speculative") or settings.speculative),
+            head_metrics=bool(flags.get("head_metrics") or settings.head_metrics),
         )  # fmt: skip
         request.check()
         return request
@@ -73,6 +76,10 @@ class EvalRequest:
             raise UsageError("--data is one benchmark's files; evaluate one --benchmark at a time with it")
         if self.samples is None and max(self.k) > self.n:
             raise UsageError(f"pass@{max(self.k)} needs --n {max(self.k)} or more samples per problem (got {self.n})")
+        if self.speculative and (self.samples is not None or self.temperature > 0):
+            raise UsageError("--speculative is greedy decoding from a model: use --temperature 0 and no --samples")
+        if self.head_metrics and self.model is None:
+            raise UsageError("--head-metrics needs a model (--model DIR or a recipe with model.path)")
         if self.samples is None and self.n > 1 and self.temperature == 0:
             raise UsageError("greedy decoding (temperature 0) gives n identical samples: set --temperature > 0")
 
@@ -82,7 +89,7 @@ class EvalRequest:
             "max_new_tokens": self.max_new_tokens, "timeout_s": self.timeout_s, "split": self.split,
             "data": self.data, "limit": self.limit, "seed": self.seed,
             "model": self.model.path if self.model and self.samples is None else None,
-            "samples": str(self.samples) if self.samples else None,
+            "samples": str(self.samples) if self.samples else None, "speculative": self.speculative,
         }  # fmt: skip
 
 
@@ -95,31 +102,67 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
     require_code_execution(allow_code_execution)
     executor = Executor(timeout_s=request.timeout_s)
     policy = tokenizer = None
+
+    def load_policy():
+        nonlocal policy, tokenizer
+        if policy is None:
+            from transformers import AutoTokenizer
+
+            from wmtp_cli.model.loading import load_causal_lm
+
+            policy = load_causal_lm(request.model)
+            tokenizer = AutoTokenizer.from_pretrained(request.model.path)
+        return policy, tokenizer
+
     out = []
     for benchmark in request.benchmarks:
         problems = load_benchmark(benchmark, request.data, request.split, request.limit)
+        sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
+        decoding = None
         if request.samples is not None:
             samples = group_samples(read_samples(request.samples), problems)
+        elif request.speculative:
+            from wmtp_cli.generation import speculative_completions
+
+            texts, stats = speculative_completions(
+                *load_policy(), [p["prompt"] for p in problems], request.max_new_tokens, stop_sequences(benchmark),
+                sampling,
+            )  # fmt: skip
+            samples = {p["task_id"]: [t] for p, t in zip(problems, texts, strict=True)}
+            decoding = stats.as_dict()
         else:
-            if policy is None:
-                from transformers import AutoTokenizer
-
-                from wmtp_cli.model.loading import load_causal_lm
-
-                policy = load_causal_lm(request.model)
-                tokenizer = AutoTokenizer.from_pretrained(request.model.path)
             from wmtp_cli.generation import sample_completions
 
+            load_policy()
             texts = sample_completions(
                 policy, tokenizer, [p["prompt"] for p in problems], n=request.n, temperature=request.temperature,
                 top_p=request.top_p, max_new_tokens=request.max_new_tokens, stop=stop_sequences(benchmark),
-                seed=request.seed,
-                progress=(lambda done, total: progress("sampling", done, total)) if progress else None,
+                seed=request.seed, progress=sampling,
             )  # fmt: skip
             samples = {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}
         callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
         report = evaluate(benchmark, problems, samples, executor, request.k, request.settings(benchmark), callback)
+        report.decoding = decoding
+        if request.head_metrics:
+            report.head_metrics = _head_metrics(*load_policy(), problems, progress)
         output = request.output or request.output_dir / f"{benchmark}.json"
         write_report(report, output)
         out.append((report, output))
     return out
+
+
+def _head_metrics(model, tokenizer, problems, progress) -> list[dict]:
+    """Per-head metrics on each problem's first reference solution."""
+    from dataclasses import asdict
+
+    from wmtp_cli.evaluation.head_metrics import head_metrics
+
+    with_reference = [p for p in problems if p["solutions"]]
+    if not with_reference:
+        raise UsageError("--head-metrics needs reference solutions, and this benchmark split has none")
+    callback = (lambda done, total: progress("head metrics", done, total)) if progress else None
+    metrics = head_metrics(
+        model, tokenizer, [p["prompt"] for p in with_reference], [p["solutions"][0] for p in with_reference],
+        progress=callback,
+    )  # fmt: skip
+    return [asdict(m) for m in metrics]
