@@ -93,9 +93,14 @@ def lambda_returns(
 
     c = torch.tensor(gamma * lam, dtype=f64, device=dev)
     # integer exponents >= 0 keep torch.pow exact at c = 0 (0^0 = 1, 0^m = 0)
-    gap = (pos[None, :] - pos[:, None] - 1).to(f64)  # (T, T): j - t - 1
-    D = torch.where(gap >= 0, torch.pow(c, gap.clamp(min=0)), torch.zeros_like(gap))  # (T, T)
-    future = u @ D.T  # (B, T): sum_j D[t, j] u_j
+    if gamma * lam == 1.0:  # mc with gamma = 1 (the default): sum_{j>t} u_j, a reverse cumulative sum
+        future = u.flip(1).cumsum(1).flip(1) - u  # (B, T)
+    elif gamma * lam == 0.0:  # td0: u_{t+1}
+        future = torch.cat([u[:, 1:], torch.zeros_like(u[:, :1])], dim=1)  # (B, T)
+    else:  # D[t, j] = c^{j-t-1} for j > t, a Toeplitz matrix gathered from the T powers of c
+        powers = torch.pow(c, torch.arange(T, device=dev))  # (T,) float64; integer exponents, so 0^0 = 1
+        D = powers[(pos[None, :] - pos[:, None] - 1).clamp_(min=0)].triu_(1)  # (T, T)
+        future = u @ D.T  # (B, T): sum_j D[t, j] u_j
     terminal = torch.pow(c, (last[:, None] - pos[None, :]).clamp(min=0).to(f64)) * r[:, None]  # (B, T)
     R = torch.where(states, future + terminal, torch.zeros_like(future))
     return R.to(torch.float32)

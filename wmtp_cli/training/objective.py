@@ -18,6 +18,10 @@ Peak memory holds one head's logits instead of n. The price is a second forward 
 block and the unembedding: a few percent of a 7B step); in exchange it is a single ``backward`` of a
 single graph, which DDP, FSDP, DeepSpeed and gradient accumulation handle as they handle any model.
 ``memory_efficient=False`` is the plain path: all (B, T, n, V) logits at once, for checking.
+
+The value head reads ``h_trunk`` undetached, so L_VF's gradient reaches the trunk as well (a shared
+trunk, as in actor-critic training with one network): ``lambda_vf`` sets how much the critic's loss
+shapes the language model, not only how fast the critic learns. The weights themselves are detached.
 """
 
 from __future__ import annotations
