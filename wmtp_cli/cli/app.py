@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import download, eval, recipe, score, train_critic, train_wmtp
+from wmtp_cli.cli import download, eval, inspect_weights, recipe, score, train_critic, train_wmtp
 from wmtp_cli.cli.console import console, error_console
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ train_critic.register(app)
 train_wmtp.register(app)
 eval.register(app)
 recipe.register(app)
+inspect_weights.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,8 +47,10 @@ class ModelConfig:
 class DataConfig:
     """Where training and validation examples come from (DESIGN.md section 4)."""
 
-    source: Literal["codecontests", "mbpp", "humaneval", "local", "hub"] = option(
-        "mbpp", help="Data set: a known benchmark, local files, or any hub data set."
+    source: Literal["codecontests", "mbpp", "humaneval", "local", "hub", "tiny-code"] = option(
+        "mbpp",
+        help="Data set: a known benchmark, local files, any hub data set, or tiny-code (generated, no files; "
+        "data.subset may set its options, e.g. 'seed=1,n_train=5000').",
     )
     path: str | None = option(
         None, help="local: a JSON/JSONL/Parquet file or folder; hub: a data set name. Required for both."

@@ -7,6 +7,8 @@ Known schemas (the columns that identify each; others may be present):
   canonical_solution, test, entry_point).
 - ``mbpp``: HF ``google-research-datasets/mbpp``, "full" config (task_id, text, code, test_list).
 - ``mbpp_sanitized``: its "sanitized" config (task_id, prompt, code, test_list; test_imports).
+- ``tiny_code``: the generated benchmark's rows (:mod:`wmtp_cli.data.tiny_code`: task_id, prompt, solution,
+  incorrect_solutions, mutations, test_list; entry_point).
 - ``prompt_completion``: one completion a row (prompt, completion; optional task_id, reward or label,
   tests). Rows that share a task_id (or, without one, a prompt) are one problem.
 
@@ -53,6 +55,7 @@ SIGNATURES: dict[str, frozenset[str]] = {
     "mbpp": frozenset({"task_id", "text", "code", "test_list"}),
     "mbpp_sanitized": frozenset({"task_id", "prompt", "code", "test_list"}),
     "prompt_completion": frozenset({"prompt", "completion"}),
+    "tiny_code": frozenset({"task_id", "prompt", "solution", "incorrect_solutions", "mutations", "test_list"}),
 }
 """Schema -> the columns that identify it, checked in this order (the first match wins)."""
 
@@ -62,6 +65,7 @@ _DESCRIBED = {
     "mbpp": "MBPP",
     "mbpp_sanitized": "MBPP sanitized",
     "prompt_completion": "prompt/completion",
+    "tiny_code": "tiny-code",
 }
 
 
@@ -200,11 +204,31 @@ def normalise_humaneval(
     )
 
 
+def normalise_tiny_code(
+    row: dict[str, Any], source: str, template: str | None, max_solutions: int | None, seed: int
+) -> ProblemRecord:
+    """HumanEval-shaped: the prompt is also the program's prefix. The mutation spans stay out of the
+    record, whose keys are fixed; :func:`wmtp_cli.data.tiny_code.tiny_code_mutations` gives them."""
+    fields = {"task_id": row["task_id"], "prompt": row["prompt"], "entry_point": row["entry_point"]}
+    return _record(
+        row["task_id"],
+        source,
+        render_prompt("tiny_code", fields, template),
+        [row["solution"]],
+        row["incorrect_solutions"],
+        assert_tests(row["test_list"]),
+        program_prefix=row["prompt"],
+        max_solutions=max_solutions,
+        seed=seed,
+    )
+
+
 NORMALISERS = {
     "codecontests": normalise_codecontests,
     "humaneval": normalise_humaneval,
     "mbpp": normalise_mbpp,
     "mbpp_sanitized": normalise_mbpp,
+    "tiny_code": normalise_tiny_code,
 }
 """Schema -> its one-row-per-problem normaliser (``prompt_completion`` is grouped instead)."""
 

