@@ -142,6 +142,28 @@ def finish(process: subprocess.Popen, what: str) -> None:
     assert process.returncode == 0, f"{what} failed ({process.returncode})\n--- stderr\n{err[-8000:]}"
 
 
+def alongside_torchrun(arguments: list[str], single_process):
+    """Start ``wmtp ARGUMENTS`` on 2 torchrun ranks, run ``single_process()`` here meanwhile, wait; its result.
+
+    torchrun first: its ranks spend ~10 s importing, during which the single-process run (in this
+    process, where everything is imported already) does its few steps. One thread, because the
+    machine may have only 2 cores, both wanted by the ranks.
+    """
+    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", *arguments])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = single_process()
+    except BaseException:
+        stop(multi)
+        multi.communicate()
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    finish(multi, f"{arguments[0]} in 2 processes (torchrun)")
+    return result
+
+
 def metrics(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -161,22 +183,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
     base_dir = tmp_path / "runs" / "base"
     shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
-    # torchrun first: its ranks spend ~10 s importing, during which the single-process run (in this
-    # process, where everything is imported already) does its few steps. One thread, because the
-    # machine may have only 2 cores, both wanted by the ranks.
-    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", "train-wmtp",
-                   str(recipe_path), *shared, "run.name=multi", "wmtp.batch_size=2"])  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        train_wmtp(load_recipe(recipe_path, [*shared, "run.name=single", "wmtp.batch_size=4"]))
-    except BaseException:
-        stop(multi)
-        multi.communicate()
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    finish(multi, "train-wmtp in 2 processes (torchrun)")
+    alongside_torchrun(
+        ["train-wmtp", str(recipe_path), *shared, "run.name=multi", "wmtp.batch_size=2"],
+        lambda: train_wmtp(load_recipe(recipe_path, [*shared, "run.name=single", "wmtp.batch_size=4"])),
+    )
 
     one = tmp_path / "runs" / "single" / "wmtp-critic"
     two = tmp_path / "runs" / "multi" / "wmtp-critic"
@@ -233,19 +243,10 @@ def test_critic_stage_on_two_processes_matches_one(tmp_path):
     recipe_path = write_recipe(tmp_path, model)
     score(load_recipe(recipe_path))
     shared = [f"data.scored={tmp_path / 'runs' / 'base' / 'scored'}", "critic.max_steps=6", "critic.eval_every=3"]
-    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", "train-critic",
-                   str(recipe_path), *shared, "run.name=multi", "critic.batch_size=2"])  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        single = train_critic(load_recipe(recipe_path, [*shared, "run.name=single", "critic.batch_size=4"]))
-    except BaseException:
-        stop(multi)
-        multi.communicate()
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    finish(multi, "train-critic in 2 processes (torchrun)")
+    single = alongside_torchrun(
+        ["train-critic", str(recipe_path), *shared, "run.name=multi", "critic.batch_size=2"],
+        lambda: train_critic(load_recipe(recipe_path, [*shared, "run.name=single", "critic.batch_size=4"])),
+    )
     report = json.loads((tmp_path / "runs" / "multi" / "critic" / "critic_report.json").read_text())
     assert math.isclose(report["val_loss"], single.report.val_loss, rel_tol=RTOL)
     assert report["val_examples"] == single.report.val_examples
