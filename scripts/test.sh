@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null; }
 fi
+# The HTML view of `wmtp inspect-weights` is tested in headless Chromium; install it where we can (the test skips without).
+if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || echo "could not install chromium: the browser test will be skipped" >&2
+fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

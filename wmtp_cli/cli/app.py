@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import download, eval, inspect_weights, recipe, score, train_critic, train_wmtp
+from wmtp_cli.cli import download, eval, inspect_weights, pretrain, recipe, score, train_critic, train_wmtp
 from wmtp_cli.cli.console import console, error_console
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ def _root(
 
 
 download.register(app)
+pretrain.register(app)
 score.register(app)
 train_critic.register(app)
 train_wmtp.register(app)

@@ -245,6 +245,29 @@ class EvalConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """``wmtp pretrain``: a small MTP model from scratch, with a tokenizer trained on its corpus."""
+
+    vocab_size: int = option(4096, ge=260, help="Byte-level BPE vocabulary size (256 bytes + merges + 3 specials).")
+    hidden_size: int = option(256, gt=0, help="Model width d.")
+    intermediate_size: int = option(688, gt=0, help="SwiGLU hidden width.")
+    trunk_layers: int = option(4, ge=0, help="Trunk blocks (the heads add n_future more).")
+    n_future: int = option(4, ge=1, help="Heads n (head 1 = next token).")
+    attention_heads: int = option(4, ge=1, help="Attention heads per block (hidden_size must divide by it).")
+    stdlib_mb: float = option(1.0, ge=0, help="Megabytes of the Python standard library's source in the corpus.")
+    max_length: int = option(256, ge=16, help="Tokens per training row (corpus texts are cut into pieces this long).")
+    lr: float = option(1e-3, gt=0, help="Peak learning rate (AdamW, cosine decay after warm-up).")
+    warmup_steps: int = option(100, ge=0, help="Linear warm-up steps.")
+    max_steps: int = option(2000, gt=0, help="Optimiser steps.")
+    batch_size: int = option(16, gt=0, help="Rows per micro-batch and process.")
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        if self.hidden_size % self.attention_heads:
+            return [("attention_heads", f"hidden_size {self.hidden_size} does not divide by {self.attention_heads}")]
+        return []
+
+
+@dataclass
 class RunConfig:
     """Where outputs go and how often."""
 
@@ -275,4 +298,5 @@ class Recipe:
     critic: CriticConfig = dataclasses.field(default_factory=CriticConfig)
     wmtp: WMTPConfig = dataclasses.field(default_factory=WMTPConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)

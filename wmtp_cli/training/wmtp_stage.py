@@ -107,16 +107,20 @@ def _record(totals: torch.Tensor, names: list[str], n_future: int, lambda_vf: fl
 
 
 def train_wmtp(
-    recipe: Recipe, resume: bool = False, force: bool = False, progress: Progress | None = None
+    recipe: Recipe,
+    resume: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+    run_dir: Path | None = None,
 ) -> WMTPResult:
-    """Run stage 2 as the recipe says; see the module docstring."""
+    """Run stage 2 as the recipe says; see the module docstring. ``run_dir`` replaces the default folder."""
     from accelerate.utils import DistributedType, set_seed
     from transformers import get_cosine_schedule_with_warmup
 
     w = recipe.wmtp
     accelerator = make_accelerator(recipe.run.mixed_precision, w.grad_accum)
     main = accelerator.is_main_process
-    run_dir = wmtp_folder(recipe)
+    run_dir = run_dir or wmtp_folder(recipe)
     if main:
         _check_run_folder(run_dir, resume, force)
         checkpoints.remove_partial(run_dir)

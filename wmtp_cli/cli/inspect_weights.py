@@ -1,0 +1,213 @@
+"""``wmtp inspect-weights``: a critic's values, deltas and WMTP weights on one text. A thin layer over
+:mod:`wmtp_cli.inspection`; the rich table is drawn here (rich output lives in the CLI layer only)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from wmtp_cli.cli.console import console, error_console
+
+HELP = (
+    "Show what the critic makes of a text: for every token its value V_t, delta_t = V_t - V_{t-1}, and the weights "
+    "w_{t,1..n} its position's heads give to the next n tokens (softmax of delta / temperature over the trained "
+    "targets, the function training uses). FILE is plain text, a completion; with --prompt-file or --prompt-chars "
+    "the prompt's tokens are shown as masked. With no --model and --critic it reads the latest run under --runs.\n\n"
+    "Formats: table (default), json (one row per token: position, token, value, delta, weights, trained, received) "
+    "and html (one self-contained page, tokens coloured by delta or by the weight they receive, numbers on hover). "
+    "json and html go to stdout unless --out names a file.\n\n"
+    "[bold]Examples[/]\n\n"
+    "  wmtp inspect-weights solution.py\n\n"
+    "  wmtp inspect-weights solution.py --prompt-file problem.txt --temperature 0.5 --rows 0\n\n"
+    "  wmtp inspect-weights sample.txt --prompt-chars 120 --format html --out weights.html\n\n"
+    "  wmtp inspect-weights sample.txt --model runs/r/wmtp-critic/final --format json --out weights.json\n\n"
+    "  wmtp inspect-weights sample.txt --critic runs/r/critic --model models/7b_n4\n"
+)
+
+BARS = "▁▂▃▄▅▆▇█"
+VISIBLE = str.maketrans({" ": "·", "\t": "→", "\n": "↵", "\r": "␍"})
+TOKEN_WIDTH = 24  # characters of a token shown in the table before it is cut
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    html = "html"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect-weights", help=HELP, short_help="Per-token critic values, deltas and WMTP weights of a text.")(
+        inspect_weights_command
+    )
+
+
+def inspect_weights_command(
+    file: Annotated[Path, typer.Argument(help="Plain text file: the completion (and the prompt with --prompt-chars).")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model folder (a fine-tuned final/ carries its critic).")
+    ] = None,
+    critic: Annotated[
+        Path | None, typer.Option("--critic", help="Folder with the value head (<run>/critic or a final/).")
+    ] = None,
+    runs: Annotated[
+        Path, typer.Option("--runs", help="Where to look for the latest run when no --model/--critic is given.")
+    ] = Path("runs"),
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="tau of softmax(delta / tau); default: the run's, else 1.")
+    ] = None,
+    prompt_file: Annotated[Path | None, typer.Option("--prompt-file", help="Text file with the prompt.")] = None,
+    prompt_chars: Annotated[
+        int | None, typer.Option("--prompt-chars", help="The first N characters of FILE are the prompt.", min=0)
+    ] = None,
+    format: Annotated[Format, typer.Option("--format", help="table, json or html.")] = Format.table,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of to the terminal.")] = None,
+    rows: Annotated[int, typer.Option("--rows", help="Table rows to show; 0 = all.", min=0)] = 200,
+) -> None:
+    from wmtp_cli.errors import UsageError
+    from wmtp_cli.inspection import find_sources, inspect_weights, read_text
+    from wmtp_cli.inspection.locate import load_sources
+
+    if prompt_file is not None and prompt_chars is not None:
+        raise UsageError("--prompt-file and --prompt-chars both name the prompt: pass one of them")
+    text = read_text(file, "FILE")
+    prompt = ""
+    if prompt_file is not None:
+        prompt = read_text(prompt_file, "--prompt-file")
+    elif prompt_chars is not None:
+        if prompt_chars >= len(text):
+            raise UsageError(f"--prompt-chars {prompt_chars} leaves no completion: {file} has {len(text)} characters")
+        prompt, text = text[:prompt_chars], text[prompt_chars:]
+
+    sources = find_sources(model, critic, runs)
+    # notes go to stderr when stdout carries the JSON or HTML
+    notes = console if format is Format.table or out is not None else error_console
+    if sources.found:
+        notes.print(f"using {sources.found} (model {sources.model})", style="dim", highlight=False, soft_wrap=True)
+    tau = temperature if temperature is not None else (sources.temperature or 1.0)
+    tau_from = "given" if temperature is not None else ("the run's recipe" if sources.temperature else "default")
+    lm, tokenizer, head, n_future = load_sources(sources)
+    result = inspect_weights(lm, tokenizer, head, text, prompt=prompt, temperature=tau, n_future=n_future)
+    header = {"model": str(sources.model), "critic": str(sources.critic), "temperature": f"{tau:g} ({tau_from})"}
+
+    if format is Format.json:
+        # one row per line: readable, and still one JSON list
+        lines = ",\n".join(json.dumps(row, ensure_ascii=False) for row in result.to_json())
+        _emit(f"[\n{lines}\n]\n", out)
+    elif format is Format.html:
+        from wmtp_cli.inspection import render_html
+
+        _emit(render_html(result, header, title=f"WMTP weights: {file.name}"), out)
+    else:
+        renderable = _table(result, header, rows)
+        if out is None:
+            console.print(renderable)
+        else:
+            with out.open("w", encoding="utf-8") as f:
+                Console(file=f, width=200, no_color=True, force_terminal=False).print(renderable)
+            console.print(f"[green]ok[/] wrote {out}")
+
+
+def _emit(content: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(content, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(content, encoding="utf-8")
+    console.print(f"[green]ok[/] wrote {out}")
+
+
+def _visible(row) -> Text:
+    if not row.text:  # BOS, or a byte of a character the next tokens finish
+        return Text(row.piece, style="dim italic")
+    shown = row.text.translate(VISIBLE)
+    if len(shown) > TOKEN_WIDTH:
+        shown = shown[: TOKEN_WIDTH - 1] + "…"
+    return Text(shown)
+
+
+def _delta_text(delta: float | None, scale: float) -> Text:
+    if delta is None:
+        return Text("-", style="dim")
+    colour = "green" if delta >= 0 else "red"
+    size = abs(delta) / scale if scale > 0 else 0.0
+    style = f"bold {colour}" if size >= 0.5 else colour if size >= 0.15 else f"dim {colour}"
+    return Text(f"{delta:+.4f}", style=style)
+
+
+def _weights_text(weights: list[float]) -> Text:
+    """A bar of n blocks (block k: w_{t,k}) and the numbers; brighter where a head gets more than a fair share."""
+    valid = sum(w > 0 for w in weights)
+    text = Text()
+    for w in weights:
+        if w <= 0:
+            text.append("·", style="dim")
+            continue
+        share = w * valid  # 1 = what uniform weighting would give
+        style = "bold magenta" if share >= 1.5 else "magenta" if share >= 0.75 else "dim magenta"
+        text.append(BARS[min(len(BARS) - 1, int(w * len(BARS)))], style=style)
+    # three characters a number (.31, 1.0) keep a row of 4 heads within 80 columns
+    text.append("  " + " ".join("1.0" if w >= 0.995 else f"{w:.2f}"[1:] for w in weights), style="default")
+    return text
+
+
+def _pad(text: Text, width: int, right: bool = False) -> Text:
+    gap = " " * max(0, width - text.cell_len)
+    return Text.assemble(gap, text) if right else Text.assemble(text, gap)
+
+
+def _token_lines(rows, scale: float, n_future: int) -> Text:
+    """The per-token rows as fixed-width lines: a rich Table measures every cell, ~10x slower for 2,000 rows."""
+    tokens = [_visible(row) for row in rows]
+    pos_w = max(3, len(str(rows[-1].position)))
+    tok_w = max(5, *(t.cell_len for t in tokens))
+    heading = (
+        f"{'pos':>{pos_w}}  {'token':<{tok_w}}  {'V_t':>8}  {'delta_t':>8}  w_t,1..{n_future} (to t+1..t+{n_future})"
+    )
+    out = Text(no_wrap=True, overflow="ellipsis")  # a wrapped row would read as two tokens
+    out.append(heading, style="bold")
+    out.append("\n" + "─" * len(heading))
+    for row, token in zip(rows, tokens, strict=True):
+        line = Text.assemble(
+            f"{row.position:>{pos_w}}  ", _pad(token, tok_w), f"  {row.value:+8.4f}  ",
+            _pad(_delta_text(row.delta, scale), 8, right=True), "  ", _weights_text(row.weights),
+        )  # fmt: skip
+        if not row.trained:
+            line.stylize("dim")
+        out.append("\n")
+        out.append_text(line)
+    return out
+
+
+def _table(result, header: dict[str, str], limit: int) -> Group:
+    s = result.summary
+    meta = Table.grid(padding=(0, 2))
+    meta.add_column(style="dim")
+    meta.add_column()
+    for key, value in header.items():
+        meta.add_row(key, value)
+    meta.add_row("tokens", f"{s.n_tokens} ({s.n_trained} completion, {s.n_tokens - s.n_trained} prompt/BOS, masked)")
+    meta.add_row("heads", str(s.n_future))
+    meta.add_row("mean weight per head", "  ".join(f"h{k + 1} {w:.3f}" for k, w in enumerate(s.mean_weight_per_head)))
+    meta.add_row("weight entropy", f"{s.weight_entropy:.3f} (uniform: {s.max_entropy:.3f} = log {s.n_future})")
+    top = ",  ".join(f"#{p} {tok.translate(VISIBLE)!r} {d:+.4f}" for p, tok, d in s.top_deltas)
+    meta.add_row("largest |delta|", top or "-")
+    for note in result.notes:
+        meta.add_row("note", Text(note, style="yellow"))
+
+    completion = [row for row in result.rows if row.trained and row.delta is not None]
+    scale = max((abs(row.delta) for row in completion), default=0.0)
+    shown = result.rows if limit == 0 else result.rows[:limit]
+    table = _token_lines(shown, scale, s.n_future)
+    parts = [meta, Text(""), table]
+    hidden = len(result.rows) - len(shown)
+    if hidden:
+        parts.append(Text(f"{hidden} more rows: use --format json/html or --rows 0 for all", style="yellow"))
+    parts.append(Text("dim rows: prompt tokens (masked, never a target)", style="dim"))
+    return Group(*parts)

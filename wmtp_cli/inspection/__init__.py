@@ -1,0 +1,17 @@
+"""Looking inside a trained critic: per-token values, deltas and WMTP weights of a text (`wmtp inspect-weights`)."""
+
+from wmtp_cli.inspection.locate import Sources, find_sources, latest_run
+from wmtp_cli.inspection.render_html import render_html
+from wmtp_cli.inspection.weights_view import InspectionResult, InspectionSummary, TokenRow, inspect_weights, read_text
+
+__all__ = [
+    "InspectionResult",
+    "InspectionSummary",
+    "Sources",
+    "TokenRow",
+    "find_sources",
+    "inspect_weights",
+    "latest_run",
+    "read_text",
+    "render_html",
+]
