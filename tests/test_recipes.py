@@ -32,7 +32,16 @@ from wmtp_cli.errors import RecipeError, UsageError
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 ALL_SECTIONS = [f.name for f in dataclasses.fields(Recipe)]
-SECTION_CLASSES = [ModelConfig, DataConfig, RewardConfig, CriticConfig, WMTPConfig, EvalConfig, PretrainConfig, RunConfig]
+SECTION_CLASSES = [
+    ModelConfig,
+    DataConfig,
+    RewardConfig,
+    CriticConfig,
+    WMTPConfig,
+    EvalConfig,
+    PretrainConfig,
+    RunConfig,
+]
 
 
 def problems_of(data: dict, overrides: tuple[str, ...] = (), need: tuple[str, ...] = ()) -> list[str]:
