@@ -59,3 +59,17 @@ def test_pieces_cut_at_line_ends():
     out = list(pieces(text, 12))
     assert "".join(out) == text and all(len(p) <= 12 for p in out)
     assert out[0] == "a = 1\n" and out[2] == "c" * 12
+
+
+def test_a_prompt_ending_a_line_tokenises_the_same_alone_and_before_its_completion():
+    from wmtp_cli.data.tokenization import split_prompt_completion
+    from wmtp_cli.pretraining.tokenizer import train_tokenizer
+
+    corpus = ['def f(x):\n    """Return x plus 2."""\n    return x + 2\n'] * 50 + [
+        "for i in range(3):\n    print(i)\n"
+    ] * 50
+    tokenizer = train_tokenizer(corpus, 300)
+    prompt, completion = 'def g(y):\n    """Return y plus 3."""\n', "    return y + 3\n"
+    prompt_ids, completion_ids, _ = split_prompt_completion(tokenizer, [prompt], [completion])[0]
+    assert prompt_ids == tokenizer(prompt)["input_ids"]
+    assert tokenizer.decode(prompt_ids + completion_ids, skip_special_tokens=True) == prompt + completion

@@ -2,7 +2,8 @@
 
 Byte-level (as GPT-2's): every string encodes, whitespace included (indentation matters in Python),
 and character offsets are exact, which the prompt/completion split relies on
-(:mod:`wmtp_cli.data.tokenization`). BOS is added in front of every text, EOS is appended to
+(:mod:`wmtp_cli.data.tokenization`). Newlines are tokens of their own, so a prompt that ends a line
+tokenises the same alone as in front of its completion. BOS is added in front of every text, EOS is appended to
 completions by the training examples.
 """
 
@@ -19,7 +20,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # A newline is always a token of its own. GPT-2's pattern would join it to the next line's indentation
+    # ("\n    " as one piece), so a prompt ending in "\n" would end in a token the model never saw before a body.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("\n", behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])  # fmt: skip
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
