@@ -198,6 +198,12 @@ def tokenize_examples(
     return packed
 
 
+def pad_id_of(tokenizer: Any) -> int:
+    """The id to pad with: the tokenizer's pad token, else EOS (Llama has no pad token; padded positions are
+    neither attended to nor trained, so any id works)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     """Right-pad ``features`` to their longest row: ``pad_id`` in input_ids, 0 in attention_mask, -100 in labels.
 

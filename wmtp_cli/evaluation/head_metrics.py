@@ -37,7 +37,7 @@ def head_metrics(
     """Per-head cross-entropy and top-1 accuracy of ``model`` on the ``solutions`` after their ``prompts``."""
     from datasets import Dataset
 
-    from wmtp_cli.data.examples import pad_batch, tokenize_examples
+    from wmtp_cli.data.examples import pad_batch, pad_id_of, tokenize_examples
 
     examples = tokenize_examples(
         Dataset.from_dict({"prompt": list(prompts), "completion": list(solutions)}),
@@ -48,7 +48,7 @@ def head_metrics(
     ce_sum = torch.zeros(n, dtype=torch.float64)
     correct = torch.zeros(n, dtype=torch.long)
     counts = torch.zeros(n, dtype=torch.long)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id_of(tokenizer)
     for start in range(0, len(examples), batch_size):
         rows = examples.select(range(start, min(start + batch_size, len(examples))))
         batch = pad_batch([dict(r) for r in rows], pad)

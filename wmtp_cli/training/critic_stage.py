@@ -27,6 +27,7 @@ import torch
 from accelerate.utils import gather_object
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.io import atomic_write_text
 from wmtp_cli.losses import IGNORE_INDEX, completion_states, return_targets, value_loss_sum
 from wmtp_cli.runs import critic_folder, scored_path
@@ -37,7 +38,6 @@ from wmtp_cli.training.runtime import (
     Progress,
     load_tokenizer,
     make_accelerator,
-    pad_id,
     require_finite,
     to_device,
 )
@@ -77,7 +77,7 @@ def _final_positions(labels: torch.Tensor) -> torch.Tensor:
 class _CriticTrainer:
     def __init__(self, recipe: Recipe, accelerator, model, value_head, tokenizer):
         self.recipe, self.accelerator, self.model, self.head = recipe, accelerator, model, value_head
-        self.collate = partial(collate, pad_id=pad_id(tokenizer))
+        self.collate = partial(collate, pad_id=pad_id_of(tokenizer))
 
     def trunk(self, batch: dict) -> torch.Tensor:
         with torch.no_grad(), self.accelerator.autocast():

@@ -65,11 +65,6 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def pad_id(tokenizer) -> int:
-    """Llama has no pad token; any id will do, as padded positions are neither attended to nor trained."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 

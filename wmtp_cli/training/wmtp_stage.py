@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory
 from wmtp_cli.runs import critic_source, scored_path, wmtp_folder
@@ -39,7 +40,6 @@ from wmtp_cli.training.runtime import (
     Progress,
     load_tokenizer,
     make_accelerator,
-    pad_id,
     require_finite,
     to_device,
 )
@@ -184,7 +184,7 @@ def train_wmtp(
 
     names = metric_names(n_future)
     scale_factor = accelerator.num_processes * w.grad_accum
-    collate_fn = partial(collate, pad_id=pad_id(tokenizer))
+    collate_fn = partial(collate, pad_id=pad_id_of(tokenizer))
     record: dict[str, float] = {}
     what_is_left = "The last good checkpoint is intact." if latest or start else "No checkpoint was written yet."
     try:
