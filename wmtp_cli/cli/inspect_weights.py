@@ -105,7 +105,7 @@ def inspect_weights_command(
 
         _emit(render_html(result, header, title=f"WMTP weights: {file.name}"), out)
     else:
-        renderable = _table(result, header, rows)
+        renderable = inspection_table(result, header, rows)
         if out is None:
             console.print(renderable)
         else:
@@ -185,7 +185,8 @@ def _token_lines(rows, scale: float, n_future: int) -> Text:
     return out
 
 
-def _table(result, header: dict[str, str], limit: int) -> Group:
+def inspection_table(result, header: dict[str, str], limit: int) -> Group:
+    """The rich view of an InspectionResult: a summary, then one line per token (the first ``limit``; 0 = all)."""
     s = result.summary
     meta = Table.grid(padding=(0, 2))
     meta.add_column(style="dim")

@@ -14,8 +14,14 @@ from wmtp_cli.cli.console import console
 def stage_progress() -> Iterator[Callable[..., None]]:
     """Yield a callback that creates a bar the first time it sees a stage and updates it after.
 
-    The optional ``status`` (a loss, tokens/s) is shown after the bar.
+    The optional ``status`` (a loss, tokens/s) is shown after the bar. The libraries' own tqdm bars
+    (datasets' map, transformers' weight loading) are turned off: they would interleave with these.
     """
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
     columns = (
         TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),

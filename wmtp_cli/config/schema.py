@@ -140,6 +140,21 @@ class CriticConfig:
 
     hidden_size: int = option(1024, gt=0, help="Hidden width of the MLP value head.")
     activation: Literal["gelu", "silu", "relu", "tanh"] = option("gelu", help="Value-head activation.")
+    surprise: bool = option(
+        False, help="Also give the head each token's surprise under the model's head 1, -log p(x_t | x_<t) (detached)."
+    )
+    attention_heads: int = option(
+        0,
+        ge=0,
+        help="0: an MLP on h_t alone (DESIGN.md); > 0: a causal self-attention layer with this many heads "
+        "inside the head, so V_t can read earlier tokens' states (hidden_size must divide by it).",
+    )
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems between keys of this section: (key, message) pairs."""
+        if self.attention_heads and self.hidden_size % self.attention_heads:
+            return [("attention_heads", f"hidden_size {self.hidden_size} must divide by attention_heads")]
+        return []
     lr: float = option(1e-4, gt=0, help="Value-head learning rate (AdamW).")
     weight_decay: float = option(0.0, ge=0, help="AdamW weight decay of the value head.")
     batch_size: int = option(8, gt=0, help="Sequences per critic step (per process).")
@@ -225,6 +240,9 @@ class EvalConfig:
     temperature: float = option(0.0, ge=0, help="Sampling temperature; 0 = greedy.")
     top_p: float = option(1.0, gt=0, le=1, help="Nucleus sampling threshold.")
     max_new_tokens: int = option(512, gt=0, help="Maximum tokens generated per completion.")
+    batch_size: int = option(
+        16, gt=0, help="Sequences generated at once (prompts times samples; one prompt's n samples at the least)."
+    )
     timeout_s: float = option(10.0, gt=0, help="Wall-clock limit per sandboxed test run, in seconds.")
     speculative: bool = option(
         False, help="Generate by self-speculative decoding (heads 2..n draft, head 1 verifies); greedy only."

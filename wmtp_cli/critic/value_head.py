@@ -6,6 +6,18 @@
 head normalises its input (RMSNorm, as the model's own heads do). The head computes in float32
 whatever the model's dtype: it is small, and its output feeds softmax weights and an MSE.
 
+Two options go beyond DESIGN.md's MLP on h_t (both off by default; ``critic.surprise`` and
+``critic.attention_heads`` in a recipe):
+
+- ``surprise``: the head also reads s_t = -log p_1(x_t | x_<t), how unexpected token t was to the
+  model's own next-token head (:func:`token_surprise`, detached), as one more input feature.
+- ``attention_heads > 0``: one causal self-attention layer (residual) between the MLP's two layers,
+  so V_t can depend on the states of earlier tokens, not only on h_t. A per-position MLP can know
+  that a solution went wrong only where the trunk itself carries that forward; a large pretrained
+  trunk may, a small one does not (the tiny-code demo measures it: AUC 0.5 without).
+
+Both keep V_t a function of tokens 1..t (causal), so delta_t = V_t - V_{t-1} keeps its meaning.
+
 The output layer starts at zero, so a fresh critic predicts the same value everywhere, which makes
 its weights exactly the uniform MTP weights until it has learnt something.
 
@@ -36,32 +48,59 @@ class ValueHeadConfig:
     hidden_size: int = 1024
     activation: str = "gelu"
     norm_eps: float = 1e-5
+    surprise: bool = False  # also read -log p_1(x_t | x_<t)
+    attention_heads: int = 0  # 0: the plain MLP; > 0: a causal self-attention layer inside it
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; use one of {sorted(ACTIVATIONS)}")
+        if self.attention_heads < 0 or (self.attention_heads and self.hidden_size % self.attention_heads):
+            raise ValueError(f"hidden_size {self.hidden_size} must divide by attention_heads {self.attention_heads}")
 
 
 class ValueHead(nn.Module):
-    """V(h): RMSNorm, Linear(d, hidden), activation, Linear(hidden, 1)."""
+    """V(h): RMSNorm, Linear(d, hidden), activation, [causal self-attention], Linear(hidden, 1)."""
 
     def __init__(self, config: ValueHeadConfig):
         super().__init__()
         self.config = config
         self.norm_weight = nn.Parameter(torch.ones(config.input_size))
-        self.fc = nn.Linear(config.input_size, config.hidden_size)
+        self.fc = nn.Linear(config.input_size + int(config.surprise), config.hidden_size)
         self.act = ACTIVATIONS[config.activation]()
+        if config.attention_heads:
+            self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+            self.attn_out = nn.Linear(config.hidden_size, config.hidden_size)
+            self.fc2 = nn.Linear(config.hidden_size, config.hidden_size)
         self.out = nn.Linear(config.hidden_size, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Values (B, T) in float32 from trunk states ``hidden`` (B, T, d) of any dtype."""
-        if hidden.shape[-1] != self.config.input_size:
-            raise ValueError(f"the value head reads {self.config.input_size}-wide states, got {hidden.shape[-1]}")
+    def forward(self, hidden: torch.Tensor, surprise: torch.Tensor | None = None) -> torch.Tensor:
+        """Values (B, T) in float32 from trunk states ``hidden`` (B, T, d) of any dtype.
+
+        ``surprise`` (B, T) is :func:`token_surprise`, needed exactly when the config says so.
+        """
+        c = self.config
+        if hidden.shape[-1] != c.input_size:
+            raise ValueError(f"the value head reads {c.input_size}-wide states, got {hidden.shape[-1]}")
+        if (surprise is not None) != c.surprise:
+            raise ValueError("this value head reads token surprise" if c.surprise else "this head reads no surprise")
         h = hidden.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.config.norm_eps) * self.norm_weight
-        return self.out(self.act(self.fc(h))).squeeze(-1)  # (B, T)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + c.norm_eps) * self.norm_weight
+        if c.surprise:
+            h = torch.cat([h, surprise.float().unsqueeze(-1)], dim=-1)  # (B, T, d + 1)
+        x = self.act(self.fc(h))  # (B, T, hidden)
+        if c.attention_heads:
+            x = x + self.attn_out(self._attention(x))
+            x = self.act(self.fc2(x))
+        return self.out(x).squeeze(-1)  # (B, T)
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, H = x.shape
+        heads = self.config.attention_heads
+        q, k, v = self.qkv(x).view(B, T, 3, heads, H // heads).permute(2, 0, 3, 1, 4)  # 3 x (B, heads, T, H/heads)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, heads, T, H/heads)
+        return a.transpose(1, 2).reshape(B, T, H)
 
     def save(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Write the head's weights and config into ``folder`` (each file through a temporary name)."""
@@ -102,6 +141,24 @@ class ValueHead(nn.Module):
         except RuntimeError as exc:
             raise UsageError(f"{folder / WEIGHTS_NAME} does not match its config: {str(exc).splitlines()[0]}") from None
         return head
+
+
+@torch.no_grad()
+def token_surprise(model, h_trunk: torch.Tensor, rotary, input_ids: torch.Tensor) -> torch.Tensor:
+    """s_t = -log p_1(x_t | x_<t) under the model's next-token head, (B, T) float32; s_0 = 0 (nothing predicts it)."""
+    B, T = input_ids.shape
+    logits = model.head_logits(0, h_trunk, rotary)[:, :-1]  # (B, T-1, V): position t-1 predicts token t
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(B * (T - 1), -1).float(), input_ids[:, 1:].reshape(-1), reduction="none"
+    )  # (B * (T-1),)
+    return torch.nn.functional.pad(nll.view(B, T - 1), (1, 0))  # (B, T)
+
+
+def critic_values(value_head: nn.Module, model, input_ids: torch.Tensor, h_trunk: torch.Tensor, rotary) -> torch.Tensor:
+    """V (B, T) of ``value_head`` (bare or DDP-wrapped) on the trunk states, with the inputs its config asks for."""
+    config = getattr(value_head, "module", value_head).config
+    surprise = token_surprise(model, h_trunk, rotary, input_ids) if config.surprise else None
+    return value_head(h_trunk, surprise) if surprise is not None else value_head(h_trunk)
 
 
 def has_value_head(folder: str | Path) -> bool:

@@ -23,14 +23,17 @@ DEFAULT_SPLIT = {"humaneval": "test", "mbpp": "test", "codecontests": "test", "t
 
 
 def load_benchmark(
-    name: str, data: str | None = None, split: str | None = None, limit: int | None = None
+    name: str, data: str | None = None, split: str | None = None, limit: int | None = None, subset: str | None = None
 ) -> list[ProblemRecord]:
-    """The problems of benchmark ``name``; ``data`` a local file or folder instead of the default source."""
+    """The problems of benchmark ``name``; ``data`` a local file or folder instead of the default source.
+
+    ``subset`` is ``data.subset``: a hub data set's configuration, or tiny-code's generator options.
+    """
     from wmtp_cli.data.sources import load_problems
 
     if name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {name!r}; use one of {', '.join(BENCHMARKS)}")
-    config = DataConfig(source=name, path=data, split=split or DEFAULT_SPLIT[name], limit=limit)
+    config = DataConfig(source=name, path=data, split=split or DEFAULT_SPLIT[name], limit=limit, subset=subset)
     problems = load_problems(config, seed=0).to_list()
     if not problems:
         raise UsageError(f"benchmark {name} ({config.split} split) has no problems")

@@ -51,6 +51,7 @@ class EvalReport:
     pass_at_k: dict[str, float]  # {"1": 0.31, "10": 0.52}
     n_problems: int
     n_samples: int  # completions in all
+    n_programs: int  # programs run: n_samples, or fewer when repeats ran once
     n_passed: int
     statuses: dict[str, int]
     settings: dict[str, Any]
@@ -115,8 +116,14 @@ def evaluate(
     ks: Sequence[int],
     settings: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    run_repeats_once: bool = False,
 ) -> EvalReport:
-    """Run every sample of every problem in ``samples`` and estimate pass@k (see the module docstring)."""
+    """Run every sample of every problem in ``samples`` and estimate pass@k (see the module docstring).
+
+    ``run_repeats_once``: a completion repeated within a problem runs once and its result counts for
+    every copy (a sampled model often repeats itself; programs here are deterministic up to timeouts).
+    Off for a samples file, which is evaluated exactly as given.
+    """
     from wmtp_cli.execution import job_for
 
     began = time.perf_counter()
@@ -127,18 +134,26 @@ def evaluate(
     too_big = [k for k in ks if k > smallest]
     if too_big:
         raise UsageError(f"pass@{max(too_big)} needs at least {max(too_big)} samples per problem; some have {smallest}")
-    jobs, owners = [], []
+    job_of: list[int] = []  # sample (in problem order) -> its job
+    jobs, first_job = [], {}
     for problem in evaluated:
         for completion in samples[problem["task_id"]]:
-            jobs.append(job_for(problem, completion))
-            owners.append((problem["task_id"], completion))
+            key = (problem["task_id"], completion) if run_repeats_once else len(job_of)
+            if key not in first_job:
+                first_job[key] = len(jobs)
+                jobs.append(job_for(problem, completion))
+            job_of.append(first_job[key])
     results = executor.run(jobs, progress=progress)
 
     per_problem: dict[str, list[SampleResult]] = {}
-    for (task_id, completion), result in zip(owners, results, strict=True):
-        per_problem.setdefault(task_id, []).append(
-            SampleResult(completion, result.passed, result.status, result.n_passed, result.n_tests, result.detail)
-        )
+    sample_jobs = iter(job_of)
+    for problem in evaluated:
+        task_id = problem["task_id"]
+        for completion in samples[task_id]:
+            result = results[next(sample_jobs)]
+            per_problem.setdefault(task_id, []).append(
+                SampleResult(completion, result.passed, result.status, result.n_passed, result.n_tests, result.detail)
+            )
     problem_results = []
     statuses: dict[str, int] = {}
     for problem in evaluated:
@@ -152,7 +167,8 @@ def evaluate(
     means = mean_pass_at_k([(r.n, r.c) for r in problem_results], ks)
     return EvalReport(
         benchmark=benchmark, pass_at_k={str(k): v for k, v in means.items()}, n_problems=len(problem_results),
-        n_samples=len(jobs), n_passed=sum(r.c for r in problem_results), statuses=statuses,
+        n_samples=sum(r.n for r in problem_results), n_programs=len(jobs),
+        n_passed=sum(r.c for r in problem_results), statuses=statuses,
         settings=dict(settings or {}), seconds=time.perf_counter() - began, problems=problem_results,
     )  # fmt: skip
 

@@ -25,6 +25,7 @@ class EvalRequest:
     top_p: float
     max_new_tokens: int
     timeout_s: float
+    batch_size: int
     model: ModelConfig | None
     samples: Path | None
     data: str | None
@@ -33,6 +34,7 @@ class EvalRequest:
     output_dir: Path
     output: Path | None
     seed: int = 0
+    subset: str | None = None
     speculative: bool = False
     head_metrics: bool = False
 
@@ -59,8 +61,10 @@ class EvalRequest:
             temperature=settings.temperature if flags.get("temperature") is None else flags["temperature"],
             top_p=flags.get("top_p") or settings.top_p,
             max_new_tokens=flags.get("max_new_tokens") or settings.max_new_tokens,
+            batch_size=flags.get("batch_size") or settings.batch_size,
             timeout_s=flags.get("timeout") or settings.timeout_s, model=model, samples=samples,
-            data=flags.get("data"), split=flags.get("split"), limit=flags.get("limit"), output_dir=output_dir,
+            data=flags.get("data"), split=flags.get("split"), subset=flags.get("subset"), limit=flags.get("limit"),
+            output_dir=output_dir,
             output=flags.get("output"), seed=seed, speculative=bool(flags.get("speculative") or settings.speculative),
             head_metrics=bool(flags.get("head_metrics") or settings.head_metrics),
         )  # fmt: skip
@@ -87,7 +91,7 @@ class EvalRequest:
         return {
             "benchmark": benchmark, "k": self.k, "n": self.n, "temperature": self.temperature, "top_p": self.top_p,
             "max_new_tokens": self.max_new_tokens, "timeout_s": self.timeout_s, "split": self.split,
-            "data": self.data, "limit": self.limit, "seed": self.seed,
+            "data": self.data, "subset": self.subset, "limit": self.limit, "seed": self.seed,
             "model": self.model.path if self.model and self.samples is None else None,
             "samples": str(self.samples) if self.samples else None, "speculative": self.speculative,
         }  # fmt: skip
@@ -116,7 +120,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
 
     out = []
     for benchmark in request.benchmarks:
-        problems = load_benchmark(benchmark, request.data, request.split, request.limit)
+        problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subset)
         sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
         decoding = None
         if request.samples is not None:
@@ -136,12 +140,16 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
             load_policy()
             texts = sample_completions(
                 policy, tokenizer, [p["prompt"] for p in problems], n=request.n, temperature=request.temperature,
-                top_p=request.top_p, max_new_tokens=request.max_new_tokens, stop=stop_sequences(benchmark),
+                top_p=request.top_p, max_new_tokens=request.max_new_tokens, batch_size=request.batch_size,
+                stop=stop_sequences(benchmark),
                 seed=request.seed, progress=sampling,
             )  # fmt: skip
             samples = {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}
         callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
-        report = evaluate(benchmark, problems, samples, executor, request.k, request.settings(benchmark), callback)
+        report = evaluate(
+            benchmark, problems, samples, executor, request.k, request.settings(benchmark), callback,
+            run_repeats_once=request.samples is None,
+        )  # fmt: skip
         report.decoding = decoding
         if request.head_metrics:
             report.head_metrics = _head_metrics(*load_policy(), problems, progress)

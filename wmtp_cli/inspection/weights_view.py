@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from wmtp_cli.critic import critic_values
 from wmtp_cli.errors import UsageError
 from wmtp_cli.losses import IGNORE_INDEX
 from wmtp_cli.losses.weights import critic_weights, token_deltas, weight_statistics
@@ -172,8 +173,8 @@ def inspect_weights(
     labels = torch.full_like(input_ids, IGNORE_INDEX)
     labels[0, len(prompt_ids) :] = input_ids[0, len(prompt_ids) :]
 
-    h_trunk, _, _ = model.embed_and_trunk(input_ids)  # (1, T, d)
-    values = value_head.to(device)(h_trunk)  # (1, T) float32
+    h_trunk, rotary, _ = model.embed_and_trunk(input_ids)  # (1, T, d)
+    values = critic_values(value_head.to(device), model, input_ids, h_trunk, rotary)  # (1, T) float32
     weights = critic_weights(values, labels, n_future, temperature)  # (1, T, n)
     deltas = token_deltas(values)  # (1, T)
     received = _received(weights)  # (1, T)

@@ -54,10 +54,16 @@ def pieces(text: str, max_chars: int) -> Iterator[str]:
 
 
 def corpus_texts(recipe: Recipe, max_chars: int) -> list[str]:
-    """Problem texts (prompt + each correct solution) and standard-library pieces, for training and the tokenizer."""
+    """Problem texts (prompt + each correct solution) and standard-library pieces, for training and the tokenizer.
+
+    Every problem of ``data``'s split is used: ``data.limit`` picks the problems of the later stages
+    (scoring, fine-tuning), so a recipe can pretrain on a whole split and fine-tune on part of it.
+    """
+    import dataclasses
+
     from wmtp_cli.data.sources import load_problems
 
-    problems = load_problems(recipe.data, seed=recipe.run.seed)
+    problems = load_problems(dataclasses.replace(recipe.data, limit=None), seed=recipe.run.seed)
     texts = [problem["prompt"] + solution for problem in problems for solution in problem["solutions"]]
     for source in stdlib_sources(int(recipe.pretrain.stdlib_mb * 1_000_000)):
         texts.extend(pieces(source, max_chars))

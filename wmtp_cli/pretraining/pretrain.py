@@ -123,6 +123,7 @@ def pretrain(recipe: Recipe, resume: bool = False, force: bool = False, progress
     loop = WMTPConfig(
         weighting="uniform", lambda_vf=0.0, lr=p.lr, warmup_steps=p.warmup_steps, max_steps=p.max_steps,
         batch_size=p.batch_size, grad_accum=1, grad_clip=1.0, weight_decay=0.1,
+        memory_efficient_heads=False,  # a small model's logits fit anyway, and the head loop's recompute costs time
     )  # fmt: skip
     training = dataclasses.replace(recipe, model=ModelConfig(path=str(init_dir), dtype="fp32"), data=data, wmtp=loop)
     result = train_wmtp(training, resume=resume, force=not resume, progress=progress, run_dir=work / "train")

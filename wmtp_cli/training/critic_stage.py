@@ -27,6 +27,7 @@ import torch
 from accelerate.utils import gather_object
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.critic import critic_values
 from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.io import atomic_write_text
 from wmtp_cli.losses import IGNORE_INDEX, completion_states, return_targets, value_loss_sum
@@ -79,15 +80,16 @@ class _CriticTrainer:
         self.recipe, self.accelerator, self.model, self.head = recipe, accelerator, model, value_head
         self.collate = partial(collate, pad_id=pad_id_of(tokenizer))
 
-    def trunk(self, batch: dict) -> torch.Tensor:
+    def values(self, batch: dict) -> torch.Tensor:
+        """V (B, T): the frozen model without gradients, the head with them."""
         with torch.no_grad(), self.accelerator.autocast():
-            h_trunk, _, _ = self.model.embed_and_trunk(batch["input_ids"])  # (B, T, d)
-        return h_trunk
+            h_trunk, rotary, _ = self.model.embed_and_trunk(batch["input_ids"])  # (B, T, d)
+        return critic_values(self.head, self.model, batch["input_ids"], h_trunk, rotary)  # (B, T)
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(sum of squared errors, completion states, values) of one batch."""
         c = self.recipe.critic
-        values = self.head(self.trunk(batch))  # (B, T)
+        values = self.values(batch)  # (B, T)
         targets = return_targets(c.return_target, values, batch["reward"], batch["labels"], batch["dense"],
                                  c.gamma, c.gae_lambda)  # fmt: skip
         total, count = value_loss_sum(values, targets, completion_states(batch["labels"]))

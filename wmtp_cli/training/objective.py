@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from wmtp_cli.critic import critic_values
 from wmtp_cli.losses import (
     IGNORE_INDEX,
     completion_states,
@@ -142,7 +143,7 @@ class WMTPObjective(nn.Module):
         vf_sum = vf_count = torch.zeros((), device=h_trunk.device)
         if s.uses_critic:
             with torch.set_grad_enabled(torch.is_grad_enabled() and s.trains_critic):
-                values = self.value_head(h_trunk)  # (B, T)
+                values = critic_values(self.value_head, self.model, batch["input_ids"], h_trunk, rotary)  # (B, T)
             if s.trains_critic:
                 targets = return_targets(
                     s.return_target, values, batch["reward"], batch["labels"], batch["dense"], s.gamma, s.gae_lambda

@@ -35,9 +35,11 @@ def load_model(recipe: Recipe, device: torch.device):
 
 
 def new_value_head(model, recipe: Recipe) -> ValueHead:
+    c = recipe.critic
     config = ValueHeadConfig(
-        input_size=model.config.hidden_size, hidden_size=recipe.critic.hidden_size, activation=recipe.critic.activation
-    )
+        input_size=model.config.hidden_size, hidden_size=c.hidden_size, activation=c.activation,
+        surprise=c.surprise, attention_heads=c.attention_heads,
+    )  # fmt: skip
     return ValueHead(config)
 
 

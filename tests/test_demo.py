@@ -1,0 +1,129 @@
+"""``wmtp demo``: the critic evidence against a plain per-sequence reference, and the whole pipeline at toy size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import assert_usage_error
+from tiny_models import make_tiny_mtp_model
+
+from wmtp_cli.data.tiny_code import generate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from wmtp_cli.critic import ValueHead, ValueHeadConfig
+    from wmtp_cli.model import MTPForCausalLM
+
+    folder = make_tiny_mtp_model(tmp_path_factory.mktemp("evidence") / "model")
+    model = MTPForCausalLM.from_pretrained(folder).eval()
+    torch.manual_seed(1)
+    head = ValueHead(ValueHeadConfig(input_size=model.config.hidden_size, hidden_size=16))
+    with torch.no_grad():
+        for p in head.parameters():  # the output layer starts at zero: give every token a different value
+            p.add_(torch.randn_like(p) * 0.5)
+    return model, AutoTokenizer.from_pretrained(folder), head.eval()
+
+
+def _auc_by_pairs(scores: list[float], positive: list[bool]) -> float:
+    pos = [s for s, p in zip(scores, positive, strict=True) if p]
+    neg = [s for s, p in zip(scores, positive, strict=True) if not p]
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def _reference(model, tokenizer, head, problems, mutations):
+    """One sequence at a time, delta by a loop, the mutated tokens by character overlap."""
+    from wmtp_cli.data.tokenization import split_prompt_completion
+
+    finals, correct, mutated, other = [], [], [], []
+    for problem in problems:
+        candidates = [(s, None) for s in problem["solutions"]]
+        candidates += [(s, mutations[problem["task_id"]][s]) for s in problem["incorrect_solutions"]]
+        for completion, edit in candidates:
+            [(prompt_ids, ids, spans)] = split_prompt_completion(tokenizer, [problem["prompt"]], [completion])
+            with torch.no_grad():
+                h, _, _ = model.embed_and_trunk(torch.tensor([prompt_ids + ids]))
+                values = head(h)[0].tolist()
+            finals.append(values[-1])
+            correct.append(edit is None)
+            if edit is None:
+                continue
+            for i, (start, end) in enumerate(spans):
+                j = len(prompt_ids) + i
+                delta = abs(values[j] - values[j - 1])
+                (mutated if start < edit["end"] and end > edit["start"] else other).append(delta)
+    return _auc_by_pairs(finals, correct), sum(mutated) / len(mutated), sum(other) / len(other), len(mutated)
+
+
+def test_critic_evidence_matches_a_plain_per_sequence_reference(tiny):
+    from wmtp_cli.demo.evidence import critic_evidence
+
+    model, tokenizer, head = tiny
+    made = generate("test", 4, seed=0, n_incorrect=2)
+    problems = [p.row() | {"solutions": [p.solution]} for p in made]
+    mutations = {p.task_id: {t: dict(m) for t, m in zip(p.incorrect_solutions, p.mutations, strict=True)} for p in made}
+    auc, mutated, other, n_mutated = _reference(model, tokenizer, head, problems, mutations)
+
+    # batch_size 5 mixes problems and lengths in one padded batch
+    evidence = critic_evidence(model, tokenizer, head, problems, mutations, batch_size=5)
+    assert (evidence.n_correct, evidence.n_incorrect) == (4, 8)
+    assert evidence.n_mutated_tokens == n_mutated > 0
+    torch.testing.assert_close(evidence.auc, auc)
+    torch.testing.assert_close(evidence.mutated_abs_delta, mutated, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(evidence.other_abs_delta, other, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(evidence.delta_ratio, mutated / other, rtol=1e-5, atol=0)
+
+
+def test_demo_refuses_other_data_sources(wmtp, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"model": {"path": str(tmp_path / "m")}, "data": {"source": "mbpp"}}))
+    assert_usage_error(wmtp("demo", str(recipe)), "tiny-code")
+
+
+def test_demo_runs_every_stage_and_writes_the_report(wmtp, tmp_path):
+    recipe = {
+        "model": {"path": str(tmp_path / "model"), "dtype": "fp32"},
+        "data": {"source": "tiny-code", "split": "train", "subset": "n_train=40,n_test=6,n_incorrect=2", "limit": 12,
+                 "max_length": 96},
+        "reward": {"source": "execution", "all_or_nothing": True, "allow_code_execution": True},
+        "critic": {"hidden_size": 16, "lr": 1e-3, "batch_size": 8, "max_steps": 4, "eval_every": 2, "patience": 2,
+                   "val_fraction": 0.25},
+        "wmtp": {"weighting": "critic", "lr": 1e-3, "max_steps": 3, "batch_size": 4, "min_reward": 1.0},
+        "eval": {"benchmarks": ["tiny-code"], "n_samples": 2, "k": [1, 2], "temperature": 0.8, "max_new_tokens": 24,
+                 "batch_size": 12},
+        "pretrain": {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "trunk_layers": 1,
+                     "attention_heads": 4, "stdlib_mb": 0.01, "max_length": 64, "max_steps": 6, "batch_size": 8,
+                     "warmup_steps": 1},
+        "run": {"output_dir": str(tmp_path / "runs"), "name": "d", "log_every": 1, "save_every": 100},
+    }  # fmt: skip
+    path = tmp_path / "demo.yaml"
+    path.write_text(json.dumps(recipe))
+    result = wmtp("demo", str(path))
+    assert result.returncode == 0, result.stderr
+
+    folder = tmp_path / "runs" / "d" / "demo"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert [m["name"] for m in summary["models"]] == ["pretrained", "critic", "uniform", "ntp"]
+    for m in summary["models"]:
+        assert set(m["pass_at_k"]) == {"1", "2"} and m["n_samples_total"] == 12 and len(m["head_ce"]) == 4
+    assert summary["score"]["agreement"] == 1.0  # execution agrees with tiny-code's labels
+    assert summary["score"]["completions"] == 12 * 3
+    assert summary["critic"]["n_test_incorrect"] == 12 and summary["critic"]["n_mutated_tokens"] > 0
+    assert summary["models"][1]["train_loss"] is not None and summary["models"][0]["train_loss"] is None
+    for stage in ("pretrain", "score", "train-critic", "train-wmtp critic", "eval ntp", "total"):
+        assert summary["seconds"][stage] > 0
+    for weighting in ("critic", "uniform", "ntp"):
+        assert (tmp_path / "runs" / "d" / f"wmtp-{weighting}" / "final" / "config.json").is_file()
+    page = (folder / "report.html").read_text()
+    assert page.count("<iframe") == 2 and page.count("data:image/png;base64,") == 3
+    assert "| pretrained |" in (folder / "comparison.md").read_text()
+    assert "pass@2" in result.stdout and "report.html" in result.stdout
+
+    again = wmtp("demo", str(path))  # pretraining is cached, every other stage runs again
+    assert again.returncode == 0, again.stderr
+    assert json.loads((folder / "summary.json").read_text())["pretrain"]["cached"] is True

@@ -1,0 +1,240 @@
+"""``wmtp demo``: every stage of WMTP, in order, on one recipe (by default ``recipes/tiny-demo.yaml``).
+
+1. **pretrain** a small MTP model from scratch (:mod:`wmtp_cli.pretraining`); cached: a rerun with
+   the same settings reuses it.
+2. **score** the training problems' solutions (``reward.source``, e.g. execution in the sandbox) and
+   check the rewards against the data set's own labels.
+3. **train-critic**: the value head on the frozen pretrained model; then the evidence of
+   :mod:`wmtp_cli.demo.evidence` on the held-out test split (AUC, |delta| on the mutated tokens).
+4. **train-wmtp** three times from the same model, critic, data and steps: ``critic``, ``uniform``
+   and ``ntp`` weighting.
+5. **eval** the pretrained model and the three fine-tuned ones on the test split: pass@k from
+   ``eval.n_samples`` samples per problem, and each head's CE and top-1 accuracy on the references.
+6. **inspect** the critic's weights on one correct and one incorrect held-out solution.
+7. A summary (``summary.json``), a comparison table (``comparison.md``) and an HTML report with the
+   metric curves and the weight views (``report.html``) in ``<run folder>/demo``.
+
+Each stage is also its own command; the demo calls the same library functions, with the recipe's
+settings, so its outputs are where those commands put them (the run folder of :mod:`wmtp_cli.runs`).
+Stages after pretraining run again on every call (``--force`` semantics), so the outputs always
+belong to this run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.errors import UsageError
+from wmtp_cli.io import atomic_write_text
+from wmtp_cli.runs import critic_folder, run_folder, wmtp_folder
+
+logger = logging.getLogger(__name__)
+
+WEIGHTINGS = ("critic", "uniform", "ntp")
+Progress = Callable[..., None]
+
+
+@dataclass
+class DemoResult:
+    folder: Path  # <run folder>/demo
+    summary: dict
+    report: Path
+    views: list  # (caption, InspectionResult) for the weight views
+
+
+class _Stages:
+    """Times each stage and prefixes its progress bars with the stage's name."""
+
+    def __init__(self, progress: Progress | None, announce: Callable[[str], None] | None):
+        self.seconds: dict[str, float] = {}
+        self._progress, self._announce = progress, announce
+
+    def run(self, name: str, work: Callable[[Progress | None], object]):
+        if self._announce:
+            self._announce(name)
+        began = time.perf_counter()
+        progress = None
+        if self._progress is not None:
+            outer = self._progress
+
+            def progress(stage: str, *args, name=name) -> None:
+                outer(f"{name}: {stage}", *args)
+
+        out = work(progress)
+        self.seconds[name] = time.perf_counter() - began
+        return out
+
+
+def _metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _curve(records: list[dict], key: str) -> list[tuple[int, float]]:
+    return [(r["step"], r[key]) for r in records if key in r and "step" in r]
+
+
+def _label_agreement(scored: Path) -> dict:
+    """How often the reward (from the recipe's reward source) agrees with the data set's own label."""
+    from wmtp_cli.training.data import load_scored
+
+    rows = load_scored(scored)
+    labelled = [(r["reward"], r["label"]) for r in rows if r.get("label") is not None]
+    agree = sum((reward >= 1.0) == (label == 1) for reward, label in labelled)
+    return {
+        "completions": len(rows), "correct": sum(r["reward"] >= 1.0 for r in rows),
+        "agreement": agree / len(labelled) if labelled else None,
+    }  # fmt: skip
+
+
+def _with_weighting(recipe: Recipe, weighting: str) -> Recipe:
+    return dataclasses.replace(recipe, wmtp=dataclasses.replace(recipe.wmtp, weighting=weighting))
+
+
+def _test_data(recipe: Recipe):
+    return dataclasses.replace(recipe.data, split="test", limit=None, scored=None)
+
+
+def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
+    """The critic's evidence on the test split, and the weight views of one correct and one incorrect solution."""
+    from wmtp_cli.data.sources import load_problems
+    from wmtp_cli.data.tiny_code import tiny_code_mutations
+    from wmtp_cli.demo.evidence import critic_evidence
+    from wmtp_cli.inspection import inspect_weights
+    from wmtp_cli.inspection.locate import Sources, load_sources
+
+    test = _test_data(recipe)
+    problems = load_problems(test, seed=recipe.run.seed).to_list()
+    mutations = tiny_code_mutations(test)
+    model, tokenizer, head, _ = load_sources(Sources(model=recipe.model.path, critic=critic_folder(recipe)))
+    callback = (lambda done, total: progress("test split", done, total)) if progress else None
+    evidence = critic_evidence(model, tokenizer, head, problems, mutations, progress=callback)
+
+    shown = next(p for p in problems if p["solutions"] and p["incorrect_solutions"])
+    wrong = shown["incorrect_solutions"][0]
+    kind = mutations[shown["task_id"]][wrong]["kind"]
+    tau = recipe.wmtp.temperature
+    views = [
+        (f"correct: {shown['task_id']}", inspect_weights(model, tokenizer, head, shown["solutions"][0],
+                                                        prompt=shown["prompt"], temperature=tau)),
+        (f"incorrect ({kind}): {shown['task_id']}", inspect_weights(model, tokenizer, head, wrong,
+                                                                   prompt=shown["prompt"], temperature=tau)),
+    ]  # fmt: skip
+    return evidence.as_dict(), views
+
+
+def _evaluate(recipe: Recipe, name: str, model_dir: Path, out_dir: Path, allow: bool, progress) -> dict:
+    from wmtp_cli.config import ModelConfig
+    from wmtp_cli.evaluation.runner import EvalRequest, run_eval
+
+    e = recipe.eval
+    request = EvalRequest(
+        benchmarks=["tiny-code"], k=sorted(set(e.k)), n=e.n_samples, temperature=e.temperature, top_p=e.top_p,
+        max_new_tokens=e.max_new_tokens, timeout_s=e.timeout_s, batch_size=e.batch_size,
+        model=ModelConfig(path=str(model_dir), dtype="fp32"), samples=None, data=None, split="test",
+        subset=recipe.data.subset, limit=None, output_dir=out_dir, output=out_dir / f"{name}.json",
+        seed=recipe.run.seed, head_metrics=True,
+    )  # fmt: skip
+    request.check()
+    [(report, _)] = run_eval(request, allow_code_execution=allow, progress=progress)
+    heads = report.head_metrics or []
+    return {
+        "name": name, "model": str(model_dir), "pass_at_k": report.pass_at_k, "n_problems": report.n_problems,
+        "n_passed": report.n_passed,
+        "n_samples_total": report.n_samples, "head_ce": [h["cross_entropy"] for h in heads],
+        "head_top1": [h["top1_accuracy"] for h in heads],
+    }  # fmt: skip
+
+
+def check_demo_recipe(recipe: Recipe) -> None:
+    """The demo's own requirements, before any work starts."""
+    if recipe.model is None:
+        raise UsageError("the demo pretrains a model into model.path: give the recipe a model section")
+    if recipe.data.source != "tiny-code":
+        raise UsageError(
+            f"wmtp demo runs on the tiny-code benchmark (its evidence needs the recorded mutations), not "
+            f"data.source={recipe.data.source}; run the stages as their own commands for other data"
+        )
+    if recipe.data.scored is not None:
+        raise UsageError("wmtp demo scores the data itself: leave data.scored null")
+
+
+def run_demo(
+    recipe: Recipe,
+    recipe_path: str = "",
+    allow_code_execution: bool = False,
+    force_pretrain: bool = False,
+    progress: Progress | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run every stage (see the module docstring); ``announce(stage)`` is called as each begins."""
+    from wmtp_cli.demo.report import write_report
+    from wmtp_cli.inspection import render_html
+    from wmtp_cli.pretraining import pretrain
+    from wmtp_cli.rewards.scoring import score
+    from wmtp_cli.training import train_critic, train_wmtp
+
+    check_demo_recipe(recipe)
+    allow = allow_code_execution or recipe.reward.allow_code_execution
+    run_dir = run_folder(recipe)
+    folder = run_dir / "demo"
+    stages = _Stages(progress, announce)
+    began = time.perf_counter()
+
+    pretrained = stages.run("pretrain", lambda p: pretrain(recipe, force=force_pretrain, progress=p))
+    scored = stages.run("score", lambda p: score(recipe, allow_code_execution=allow, progress=p))
+    critic = stages.run("train-critic", lambda p: train_critic(recipe, progress=p))
+    evidence, views = stages.run("critic evidence", lambda p: _evidence(recipe, p))
+    finals = {}
+    for weighting in WEIGHTINGS:
+        variant = _with_weighting(recipe, weighting)
+        result = stages.run(f"train-wmtp {weighting}", lambda p, v=variant: train_wmtp(v, force=True, progress=p))
+        finals[weighting] = result.final_dir
+
+    models = []
+    for name, model_dir in [("pretrained", Path(recipe.model.path)), *finals.items()]:
+        row = stages.run(f"eval {name}", lambda p, n=name, m=model_dir: _evaluate(recipe, n, m, folder / "eval",
+                                                                                  allow, p))  # fmt: skip
+        last = _metrics(wmtp_folder(_with_weighting(recipe, name)) / "metrics.jsonl") if name in finals else []
+        row["train_loss"] = last[-1]["lm_loss"] if last else None
+        models.append(row)
+
+    pretrain_metrics = _metrics(run_dir / "pretrain" / "train" / "metrics.jsonl")
+    critic_metrics = _metrics(critic.folder / "metrics.jsonl")
+    curves = {
+        "pretraining loss (uniform MTP)": {"loss": _curve(pretrain_metrics, "loss")},
+        "critic loss (value MSE)": {
+            "train": _curve(critic_metrics, "loss"), "validation": _curve(critic_metrics, "val_loss"),
+        },
+        "fine-tuning loss (head-1 CE)": {
+            w: _curve(_metrics(wmtp_folder(_with_weighting(recipe, w)) / "metrics.jsonl"), "ce_head_1")
+            for w in WEIGHTINGS
+        },
+    }  # fmt: skip
+    stages.seconds["total"] = time.perf_counter() - began
+    e = recipe.eval
+    summary = {
+        "recipe": recipe_path,
+        "seconds": {k: round(v, 1) for k, v in stages.seconds.items()},
+        "pretrain": {"cached": pretrained.cached, "steps": pretrained.steps, "loss": pretrained.last.get("loss")},
+        "score": _label_agreement(scored.path),
+        "critic": {"val_auc": critic.report.final_value_auc, **evidence},
+        "eval": {"benchmark": "tiny-code", "split": "test", "n_problems": models[0]["n_problems"],
+                 "n_samples": e.n_samples, "temperature": e.temperature, "k": sorted(set(e.k))},
+        "models": models,
+    }  # fmt: skip
+    header = {"model": recipe.model.path, "critic": str(critic.folder), "temperature": f"{recipe.wmtp.temperature:g}"}
+    pages = [(caption, render_html(result, header, title=f"WMTP weights, {caption}")) for caption, result in views]
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    report = write_report(summary, curves, pages, folder)
+    save_resolved_recipe(recipe, folder)
+    return DemoResult(folder, summary, report, views)
