@@ -122,7 +122,7 @@ def test_demo_runs_every_stage_and_writes_the_report(wmtp, tmp_path):
     page = (folder / "report.html").read_text()
     assert page.count("<iframe") == 2 and page.count("data:image/png;base64,") == 3
     assert "| pretrained |" in (folder / "comparison.md").read_text()
-    assert "pass@2" in result.stdout and "report.html" in result.stdout
+    assert "pretrained" in result.stdout and f"report: {folder / 'report.html'}" in result.stdout
 
     again = wmtp("demo", str(path))  # pretraining is cached, every other stage runs again
     assert again.returncode == 0, again.stderr

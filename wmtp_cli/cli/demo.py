@@ -66,7 +66,7 @@ def demo_command(
     seconds = summary["seconds"]
     console.print(f"took {seconds['total'] / 60:.1f} min (" + ", ".join(
         f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total") + ")", style="dim")  # fmt: skip
-    console.print(f"[green]ok[/] report: {result.report}")
+    console.print(f"[green]ok[/] report: {result.report}", soft_wrap=True)
 
 
 def _comparison(summary: dict) -> Table:
@@ -83,7 +83,7 @@ def _comparison(summary: dict) -> Table:
     n_heads = max(len(m["head_ce"]) for m in summary["models"])
     for h in range(1, n_heads + 1):
         table.add_column(f"h{h} CE / top-1", justify="right")
-    table.add_column("final train CE", justify="right")
+    table.add_column("train h1 CE", justify="right")
     for m in summary["models"]:
         heads = [f"{ce:.3f} / {acc:.3f}" for ce, acc in zip(m["head_ce"], m["head_top1"], strict=True)]
         loss = "-" if m["train_loss"] is None else f"{m['train_loss']:.3f}"

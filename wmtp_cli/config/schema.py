@@ -155,6 +155,7 @@ class CriticConfig:
         if self.attention_heads and self.hidden_size % self.attention_heads:
             return [("attention_heads", f"hidden_size {self.hidden_size} must divide by attention_heads")]
         return []
+
     lr: float = option(1e-4, gt=0, help="Value-head learning rate (AdamW).")
     weight_decay: float = option(0.0, ge=0, help="AdamW weight decay of the value head.")
     batch_size: int = option(8, gt=0, help="Sequences per critic step (per process).")

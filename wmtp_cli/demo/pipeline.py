@@ -204,7 +204,8 @@ def run_demo(
         row = stages.run(f"eval {name}", lambda p, n=name, m=model_dir: _evaluate(recipe, n, m, folder / "eval",
                                                                                   allow, p))  # fmt: skip
         last = _metrics(wmtp_folder(_with_weighting(recipe, name)) / "metrics.jsonl") if name in finals else []
-        row["train_loss"] = last[-1]["lm_loss"] if last else None
+        # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
+        row["train_loss"] = last[-1]["ce_head_1"] if last else None
         models.append(row)
 
     pretrain_metrics = _metrics(run_dir / "pretrain" / "train" / "metrics.jsonl")

@@ -111,7 +111,7 @@ def _head(values: Sequence[float] | None, index: int) -> float | None:
 def _comparison_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the comparison, shared by the Markdown and the HTML table (text not escaped)."""
     ks = summary["eval"]["k"]
-    header = ["model", *(f"pass@{k}" for k in ks), "passed", "head-1 CE", "head-1 top-1", "train loss"]
+    header = ["model", *(f"pass@{k}" for k in ks), "passed", "head-1 CE", "head-1 top-1", "train head-1 CE"]
     rows = []
     for model in summary["models"]:
         rows.append(
