@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-. scripts/setup.sh
+. scripts/setup.sh ""  # no extras; an explicit argument, or setup.sh would see this script's own arguments
 HF_HUB_OFFLINE=1 wmtp demo "$@"

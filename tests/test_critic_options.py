@@ -19,7 +19,11 @@ def extended_head(seed: int = 1, surprise: bool = True, attention_heads: int = 2
     return head
 
 
-def test_token_surprise_is_head_one_negative_log_likelihood_of_the_next_token():
+@pytest.mark.parametrize("chunk", [256, 2])
+def test_token_surprise_is_head_one_negative_log_likelihood_of_the_next_token(chunk, monkeypatch):
+    import wmtp_cli.critic.value_head as value_head
+
+    monkeypatch.setattr(value_head, "SURPRISE_CHUNK", chunk)  # 2: positions unembedded in 3 chunks
     model = tiny_model().eval()
     ids = torch.randint(0, VOCAB, (2, 7), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -31,6 +35,9 @@ def test_token_surprise_is_head_one_negative_log_likelihood_of_the_next_token():
         for t in range(1, 7):
             expected[b, t] = -torch.log_softmax(logits[b, t - 1], -1)[ids[b, t]]
     assert_close(surprise, expected)
+    one = ids[:, :1]
+    h, rotary, _ = model.embed_and_trunk(one)
+    assert torch.equal(token_surprise(model, h, rotary, one), torch.zeros(2, 1))  # nothing predicts the first token
 
 
 @pytest.mark.parametrize("surprise, heads", [(True, 0), (False, 2), (True, 2)])

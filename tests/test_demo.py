@@ -22,7 +22,8 @@ def tiny(tmp_path_factory):
     folder = make_tiny_mtp_model(tmp_path_factory.mktemp("evidence") / "model")
     model = MTPForCausalLM.from_pretrained(folder).eval()
     torch.manual_seed(1)
-    head = ValueHead(ValueHeadConfig(input_size=model.config.hidden_size, hidden_size=16))
+    config = ValueHeadConfig(input_size=model.config.hidden_size, hidden_size=16, surprise=True, attention_heads=2)
+    head = ValueHead(config)
     with torch.no_grad():
         for p in head.parameters():  # the output layer starts at zero: give every token a different value
             p.add_(torch.randn_like(p) * 0.5)
@@ -37,7 +38,8 @@ def _auc_by_pairs(scores: list[float], positive: list[bool]) -> float:
 
 
 def _reference(model, tokenizer, head, problems, mutations):
-    """One sequence at a time, delta by a loop, the mutated tokens by character overlap."""
+    """One sequence at a time (with the EOS that ends a completion), delta by a loop, mutated tokens by overlap."""
+    from wmtp_cli.critic import critic_values
     from wmtp_cli.data.tokenization import split_prompt_completion
 
     finals, correct, mutated, other = [], [], [], []
@@ -47,16 +49,18 @@ def _reference(model, tokenizer, head, problems, mutations):
         for completion, edit in candidates:
             [(prompt_ids, ids, spans)] = split_prompt_completion(tokenizer, [problem["prompt"]], [completion])
             with torch.no_grad():
-                h, _, _ = model.embed_and_trunk(torch.tensor([prompt_ids + ids]))
-                values = head(h)[0].tolist()
+                x = torch.tensor([prompt_ids + ids + [tokenizer.eos_token_id]])
+                h, rotary, _ = model.embed_and_trunk(x)
+                values = critic_values(head, model, x, h, rotary)[0].tolist()
             finals.append(values[-1])
             correct.append(edit is None)
             if edit is None:
                 continue
-            for i, (start, end) in enumerate(spans):
+            for i, (start, end) in enumerate([*spans, (None, None)]):  # the last: EOS, never mutated
                 j = len(prompt_ids) + i
                 delta = abs(values[j] - values[j - 1])
-                (mutated if start < edit["end"] and end > edit["start"] else other).append(delta)
+                hit = start is not None and start < edit["end"] and end > edit["start"]
+                (mutated if hit else other).append(delta)
     return _auc_by_pairs(finals, correct), sum(mutated) / len(mutated), sum(other) / len(other), len(mutated)
 
 
@@ -79,10 +83,25 @@ def test_critic_evidence_matches_a_plain_per_sequence_reference(tiny):
     torch.testing.assert_close(evidence.delta_ratio, mutated / other, rtol=1e-5, atol=0)
 
 
-def test_demo_refuses_other_data_sources(wmtp, tmp_path):
+def test_demo_refuses_other_data_sources_and_bad_eval_settings_before_any_work(wmtp, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(json.dumps({"model": {"path": str(tmp_path / "m")}, "data": {"source": "mbpp"}}))
     assert_usage_error(wmtp("demo", str(recipe)), "tiny-code")
+    recipe.write_text(json.dumps({"model": {"path": str(tmp_path / "m")}, "data": {"source": "tiny-code"},
+                                  "eval": {"n_samples": 10, "k": [1], "temperature": 0.0}}))  # fmt: skip
+    assert_usage_error(wmtp("demo", str(recipe)), "temperature")
+    assert not (tmp_path / "m").exists()
+
+
+def test_eval_with_a_recipe_uses_its_tiny_code_options(tmp_path):
+    from wmtp_cli.evaluation.runner import EvalRequest
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"model": {"path": "m"}, "data": {"source": "tiny-code", "subset": "seed=3"},
+                                  "eval": {"benchmarks": ["tiny-code", "humaneval"]}}))  # fmt: skip
+    request = EvalRequest.build(recipe)
+    assert request.subsets == {"tiny-code": "seed=3", "humaneval": None}
+    assert EvalRequest.build(recipe, subset="seed=4").subsets["tiny-code"] == "seed=4"
 
 
 def test_demo_runs_every_stage_and_writes_the_report(wmtp, tmp_path):

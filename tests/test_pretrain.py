@@ -51,6 +51,8 @@ def test_rerun_with_the_same_settings_is_cached_and_other_settings_need_force(pr
     path, _ = pretrained
     again = wmtp("pretrain", str(path))
     assert again.returncode == 0 and "already pretrained" in again.stdout
+    # data.limit picks the later stages' problems; the corpus reads the whole split, so it is still the same model
+    assert "already pretrained" in wmtp("pretrain", str(path), "data.limit=5").stdout
     assert_usage_error(wmtp("pretrain", str(path), "pretrain.max_steps=13"), "--force")
 
 

@@ -143,15 +143,23 @@ class ValueHead(nn.Module):
         return head
 
 
+SURPRISE_CHUNK = 256  # positions unembedded at once: (B, 256, V) logits alive, never (B, T, V)
+
+
 @torch.no_grad()
 def token_surprise(model, h_trunk: torch.Tensor, rotary, input_ids: torch.Tensor) -> torch.Tensor:
     """s_t = -log p_1(x_t | x_<t) under the model's next-token head, (B, T) float32; s_0 = 0 (nothing predicts it)."""
     B, T = input_ids.shape
-    logits = model.head_logits(0, h_trunk, rotary)[:, :-1]  # (B, T-1, V): position t-1 predicts token t
-    nll = torch.nn.functional.cross_entropy(
-        logits.reshape(B * (T - 1), -1).float(), input_ids[:, 1:].reshape(-1), reduction="none"
-    )  # (B * (T-1),)
-    return torch.nn.functional.pad(nll.view(B, T - 1), (1, 0))  # (B, T)
+    surprise = torch.zeros(B, T, dtype=torch.float32, device=input_ids.device)
+    if T < 2:
+        return surprise
+    h = model.heads[0](h_trunk, rotary)  # (B, T, d): head 1's block, once
+    for start in range(0, T - 1, SURPRISE_CHUNK):
+        end = min(start + SURPRISE_CHUNK, T - 1)
+        logits = model.lm_head(model.norm(h[:, start:end])).float()  # (B, c, V): position t-1 predicts token t
+        targets = input_ids[:, start + 1 : end + 1]  # (B, c)
+        surprise[:, start + 1 : end + 1] = logits.logsumexp(-1) - logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return surprise
 
 
 def critic_values(value_head: nn.Module, model, input_ids: torch.Tensor, h_trunk: torch.Tensor, rotary) -> torch.Tensor:

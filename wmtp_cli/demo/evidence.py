@@ -5,12 +5,12 @@ tiny-code's incorrect solutions are the correct one with a single recorded edit 
 known. On the test split (problems whose operator/constant combinations training never showed),
 with the frozen model and a value head:
 
-- **AUC of the final-state value** V at the last completion token, correct against incorrect
-  solutions: does the critic tell the outcome?
+- **AUC of the final-state value** V at the completion's last token (EOS, as in training and in
+  ``wmtp train-critic``'s report), correct against incorrect solutions: does the critic tell the outcome?
 - **|delta| on the mutated tokens against the other completion tokens** of the incorrect solutions:
   delta_j = V_j - V_{j-1} (DESIGN.md section 3), so a critic that locates the error changes its value
   at the edited tokens, not spread over the sequence. A completion token is *mutated* when its
-  character span overlaps the edit's span in the incorrect completion.
+  character span overlaps the edit's span in the incorrect completion; EOS counts among the others.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def critic_evidence(
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]
         split = split_prompt_completion(tokenizer, [s.prompt for s in chunk], [s.completion for s in chunk])
-        rows = [p + c for p, c, _ in split]
+        rows = [p + c + [tokenizer.eos_token_id] for p, c, _ in split]  # EOS ends every completion in training
         T = max(map(len, rows))
         # Right padding: attention is causal, so padding after a sequence cannot change its states.
         input_ids = torch.tensor([r + [r[-1]] * (T - len(r)) for r in rows], device=device)  # (B, T)
@@ -98,11 +98,11 @@ def critic_evidence(
         values = critic_values(value_head, model, input_ids, h_trunk, rotary)  # (B, T)
         deltas = token_deltas(values).abs()  # (B, T)
         for b, (seq, (prompt_ids, completion_ids, spans)) in enumerate(zip(chunk, split, strict=True)):
-            first, last = len(prompt_ids), len(prompt_ids) + len(completion_ids) - 1
+            first, last = len(prompt_ids), len(prompt_ids) + len(completion_ids)  # last: the EOS
             finals.append(values[b, last].item())
             if seq.span is not None:
                 lo, hi = seq.span
-                hit = torch.tensor([s < hi and e > lo for s, e in spans], device=device)  # (completion tokens,)
+                hit = torch.tensor([s < hi and e > lo for s, e in spans] + [False], device=device)  # (tokens + EOS,)
                 completion = deltas[b, first : last + 1]
                 mutated.append(completion[hit])
                 other.append(completion[~hit])

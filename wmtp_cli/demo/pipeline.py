@@ -118,7 +118,9 @@ def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
     callback = (lambda done, total: progress("test split", done, total)) if progress else None
     evidence = critic_evidence(model, tokenizer, head, problems, mutations, progress=callback)
 
-    shown = next(p for p in problems if p["solutions"] and p["incorrect_solutions"])
+    shown = next((p for p in problems if p["solutions"] and p["incorrect_solutions"]), None)
+    if shown is None:
+        raise UsageError("the test split has no problem with both a correct and an incorrect solution to show")
     wrong = shown["incorrect_solutions"][0]
     kind = mutations[shown["task_id"]][wrong]["kind"]
     tau = recipe.wmtp.temperature
@@ -131,19 +133,26 @@ def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
     return evidence.as_dict(), views
 
 
-def _evaluate(recipe: Recipe, name: str, model_dir: Path, out_dir: Path, allow: bool, progress) -> dict:
+def _eval_request(recipe: Recipe, name: str, model_dir: Path, out_dir: Path):
     from wmtp_cli.config import ModelConfig
-    from wmtp_cli.evaluation.runner import EvalRequest, run_eval
+    from wmtp_cli.evaluation.runner import EvalRequest
 
     e = recipe.eval
     request = EvalRequest(
         benchmarks=["tiny-code"], k=sorted(set(e.k)), n=e.n_samples, temperature=e.temperature, top_p=e.top_p,
         max_new_tokens=e.max_new_tokens, timeout_s=e.timeout_s, batch_size=e.batch_size,
         model=ModelConfig(path=str(model_dir), dtype="fp32"), samples=None, data=None, split="test",
-        subset=recipe.data.subset, limit=None, output_dir=out_dir, output=out_dir / f"{name}.json",
+        subsets={"tiny-code": recipe.data.subset}, limit=None, output_dir=out_dir, output=out_dir / f"{name}.json",
         seed=recipe.run.seed, head_metrics=True,
     )  # fmt: skip
     request.check()
+    return request
+
+
+def _evaluate(recipe: Recipe, name: str, model_dir: Path, out_dir: Path, allow: bool, progress) -> dict:
+    from wmtp_cli.evaluation.runner import run_eval
+
+    request = _eval_request(recipe, name, model_dir, out_dir)
     [(report, _)] = run_eval(request, allow_code_execution=allow, progress=progress)
     heads = report.head_metrics or []
     return {
@@ -165,6 +174,7 @@ def check_demo_recipe(recipe: Recipe) -> None:
         )
     if recipe.data.scored is not None:
         raise UsageError("wmtp demo scores the data itself: leave data.scored null")
+    _eval_request(recipe, "check", Path(recipe.model.path), Path("."))  # its settings fail now, not after training
 
 
 def run_demo(
@@ -203,9 +213,10 @@ def run_demo(
     for name, model_dir in [("pretrained", Path(recipe.model.path)), *finals.items()]:
         row = stages.run(f"eval {name}", lambda p, n=name, m=model_dir: _evaluate(recipe, n, m, folder / "eval",
                                                                                   allow, p))  # fmt: skip
-        last = _metrics(wmtp_folder(_with_weighting(recipe, name)) / "metrics.jsonl") if name in finals else []
+        logged = _metrics(wmtp_folder(_with_weighting(recipe, name)) / "metrics.jsonl") if name in finals else []
         # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
-        row["train_loss"] = last[-1]["ce_head_1"] if last else None
+        # A step whose rows were all below wmtp.min_reward logs no CE.
+        row["train_loss"] = next((r["ce_head_1"] for r in reversed(logged) if "ce_head_1" in r), None)
         models.append(row)
 
     pretrain_metrics = _metrics(run_dir / "pretrain" / "train" / "metrics.jsonl")

@@ -8,7 +8,7 @@ Samples come from ``--samples`` (a file) or from the model (``--model``, else th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wmtp_cli.config import EvalConfig, ModelConfig
@@ -34,7 +34,7 @@ class EvalRequest:
     output_dir: Path
     output: Path | None
     seed: int = 0
-    subset: str | None = None
+    subsets: dict[str, str | None] = field(default_factory=dict)  # benchmark -> data.subset
     speculative: bool = False
     head_metrics: bool = False
 
@@ -42,6 +42,7 @@ class EvalRequest:
     def build(cls, recipe=None, overrides: Sequence[str] = (), **flags) -> EvalRequest:
         """Flags (None = not given) over the recipe's eval section (or its defaults)."""
         settings, model, output_dir, seed = EvalConfig(), None, Path("runs") / "eval", 0
+        recipe_subset: dict[str, str | None] = {}
         if recipe is not None:
             from wmtp_cli.config import load_recipe
             from wmtp_cli.runs import run_folder
@@ -49,21 +50,25 @@ class EvalRequest:
             resolved = load_recipe(recipe, overrides, need=("eval",))
             settings, model, seed = resolved.eval, resolved.model, resolved.run.seed
             output_dir = run_folder(resolved) / "eval"
+            # the recipe's data.subset for the benchmark its data comes from (e.g. tiny-code's generator options)
+            recipe_subset = {resolved.data.source: resolved.data.subset}
         elif overrides:
             raise UsageError("section.key=value overrides need a recipe; without one, use the flags")
         if flags.get("model"):
             model = ModelConfig(path=flags["model"], dtype=model.dtype if model else "bf16")
         samples = flags.get("samples")
+        benchmarks = list(flags.get("benchmarks") or settings.benchmarks)
+        subsets = {b: flags.get("subset") or recipe_subset.get(b) for b in benchmarks}
         n = flags.get("n") or settings.n_samples
         k = sorted(set(flags.get("k") or settings.k))
         request = cls(
-            benchmarks=list(flags.get("benchmarks") or settings.benchmarks), k=k, n=n,
+            benchmarks=benchmarks, k=k, n=n,
             temperature=settings.temperature if flags.get("temperature") is None else flags["temperature"],
             top_p=flags.get("top_p") or settings.top_p,
             max_new_tokens=flags.get("max_new_tokens") or settings.max_new_tokens,
             batch_size=flags.get("batch_size") or settings.batch_size,
             timeout_s=flags.get("timeout") or settings.timeout_s, model=model, samples=samples,
-            data=flags.get("data"), split=flags.get("split"), subset=flags.get("subset"), limit=flags.get("limit"),
+            data=flags.get("data"), split=flags.get("split"), subsets=subsets, limit=flags.get("limit"),
             output_dir=output_dir,
             output=flags.get("output"), seed=seed, speculative=bool(flags.get("speculative") or settings.speculative),
             head_metrics=bool(flags.get("head_metrics") or settings.head_metrics),
@@ -91,7 +96,7 @@ class EvalRequest:
         return {
             "benchmark": benchmark, "k": self.k, "n": self.n, "temperature": self.temperature, "top_p": self.top_p,
             "max_new_tokens": self.max_new_tokens, "timeout_s": self.timeout_s, "split": self.split,
-            "data": self.data, "subset": self.subset, "limit": self.limit, "seed": self.seed,
+            "data": self.data, "subset": self.subsets.get(benchmark), "limit": self.limit, "seed": self.seed,
             "model": self.model.path if self.model and self.samples is None else None,
             "samples": str(self.samples) if self.samples else None, "speculative": self.speculative,
         }  # fmt: skip
@@ -120,7 +125,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
 
     out = []
     for benchmark in request.benchmarks:
-        problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subset)
+        problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subsets.get(benchmark))
         sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
         decoding = None
         if request.samples is not None:

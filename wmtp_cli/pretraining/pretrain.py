@@ -47,7 +47,8 @@ class PretrainResult:
 
 def pretrain_key(recipe: Recipe) -> str:
     settings = recipe_to_dict(recipe)
-    relevant = {"pretrain": settings["pretrain"], "data": settings["data"], "seed": recipe.run.seed, "format": 1}
+    data = {**settings["data"], "limit": None}  # the corpus reads the whole split (see corpus_texts)
+    relevant = {"pretrain": settings["pretrain"], "data": data, "seed": recipe.run.seed, "format": 1}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
