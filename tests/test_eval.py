@@ -124,3 +124,25 @@ def test_tiny_code_solutions_pass_and_mutants_fail(wmtp, tmp_path):
     assert run_eval(wmtp, tmp_path, "tiny-code", correct, "--limit", "30")["pass_at_k"] == {"1": 1.0}
     mutants = [(p["task_id"], p["incorrect_solutions"][0]) for p in problems]
     assert run_eval(wmtp, tmp_path, "tiny-code", mutants, "--limit", "30")["pass_at_k"] == {"1": 0.0}
+
+
+def test_repeated_samples_run_once_and_count_for_every_copy():
+    from wmtp_cli.config import DataConfig
+    from wmtp_cli.data.sources import load_problems
+    from wmtp_cli.evaluation.harness import evaluate
+    from wmtp_cli.execution import Executor
+
+    class CountingExecutor(Executor):
+        def run(self, jobs, progress=None):
+            self.programs = len(jobs)
+            return super().run(jobs, progress=progress)
+
+    [problem] = load_problems(DataConfig(source="tiny-code", split="test", limit=1), seed=0).to_list()
+    right, wrong = problem["solutions"][0], problem["incorrect_solutions"][0]
+    samples = {problem["task_id"]: [right, wrong, right, right, wrong]}
+    for once, programs in ((True, 2), (False, 5)):
+        executor = CountingExecutor(timeout_s=10)
+        report = evaluate("tiny-code", [problem], samples, executor, [1, 5], run_repeats_once=once)
+        assert executor.programs == report.n_programs == programs
+        assert (report.n_samples, report.n_passed) == (5, 3)
+        assert [s.passed for s in report.problems[0].samples] == [True, False, True, True, False]

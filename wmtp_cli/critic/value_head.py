@@ -166,7 +166,7 @@ def critic_values(value_head: nn.Module, model, input_ids: torch.Tensor, h_trunk
     """V (B, T) of ``value_head`` (bare or DDP-wrapped) on the trunk states, with the inputs its config asks for."""
     config = getattr(value_head, "module", value_head).config
     surprise = token_surprise(model, h_trunk, rotary, input_ids) if config.surprise else None
-    return value_head(h_trunk, surprise) if surprise is not None else value_head(h_trunk)
+    return value_head(h_trunk, surprise)
 
 
 def has_value_head(folder: str | Path) -> bool:

@@ -104,19 +104,18 @@ def critic_evidence(
                 lo, hi = seq.span
                 hit = torch.tensor([s < hi and e > lo for s, e in spans] + [False], device=device)  # (tokens + EOS,)
                 completion = deltas[b, first : last + 1]
-                mutated.append(completion[hit])
-                other.append(completion[~hit])
+                mutated.append(completion[hit].cpu())
+                other.append(completion[~hit].cpu())
         if progress is not None:
             progress(min(start + batch_size, len(sequences)), len(sequences))
 
     correct = torch.tensor([s.correct for s in sequences])
     both = bool(correct.any()) and not bool(correct.all())
-    mutated_all, other_all = torch.cat(mutated) if mutated else torch.zeros(0), torch.cat(other) if other else None
-    other_all = other_all if other_all is not None else torch.zeros(0)
+    mutated_all, other_all = torch.cat([torch.zeros(0), *mutated]), torch.cat([torch.zeros(0), *other])
     return CriticEvidence(
         auc=roc_auc(torch.tensor(finals), correct) if both else None,
         n_correct=int(correct.sum()), n_incorrect=int((~correct).sum()),
-        mutated_abs_delta=mutated_all.mean().item() if mutated_all.numel() else float("nan"),
-        other_abs_delta=other_all.mean().item() if other_all.numel() else float("nan"),
+        mutated_abs_delta=mutated_all.mean().item(),  # NaN without incorrect solutions
+        other_abs_delta=other_all.mean().item(),
         n_mutated_tokens=mutated_all.numel(), n_other_tokens=other_all.numel(),
     )  # fmt: skip

@@ -33,7 +33,7 @@ from pathlib import Path
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_write_text
-from wmtp_cli.runs import critic_folder, run_folder, wmtp_folder
+from wmtp_cli.runs import critic_folder, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,6 @@ class _Stages:
         out = work(progress)
         self.seconds[name] = time.perf_counter() - began
         return out
-
-
-def _metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _curve(records: list[dict], key: str) -> list[tuple[int, float]]:
@@ -191,6 +185,7 @@ def run_demo(
     from wmtp_cli.pretraining import pretrain
     from wmtp_cli.rewards.scoring import score
     from wmtp_cli.training import train_critic, train_wmtp
+    from wmtp_cli.training.runtime import read_metrics
 
     check_demo_recipe(recipe)
     allow = allow_code_execution or recipe.reward.allow_code_execution
@@ -203,33 +198,29 @@ def run_demo(
     scored = stages.run("score", lambda p: score(recipe, allow_code_execution=allow, progress=p))
     critic = stages.run("train-critic", lambda p: train_critic(recipe, progress=p))
     evidence, views = stages.run("critic evidence", lambda p: _evidence(recipe, p))
-    finals = {}
+    finals, logged = {}, {}
     for weighting in WEIGHTINGS:
         variant = _with_weighting(recipe, weighting)
         result = stages.run(f"train-wmtp {weighting}", lambda p, v=variant: train_wmtp(v, force=True, progress=p))
-        finals[weighting] = result.final_dir
+        finals[weighting], logged[weighting] = result.final_dir, read_metrics(result.run_dir)
 
     models = []
     for name, model_dir in [("pretrained", Path(recipe.model.path)), *finals.items()]:
         row = stages.run(f"eval {name}", lambda p, n=name, m=model_dir: _evaluate(recipe, n, m, folder / "eval",
                                                                                   allow, p))  # fmt: skip
-        logged = _metrics(wmtp_folder(_with_weighting(recipe, name)) / "metrics.jsonl") if name in finals else []
         # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
         # A step whose rows were all below wmtp.min_reward logs no CE.
-        row["train_loss"] = next((r["ce_head_1"] for r in reversed(logged) if "ce_head_1" in r), None)
+        row["train_loss"] = next((r["ce_head_1"] for r in reversed(logged.get(name, [])) if "ce_head_1" in r), None)
         models.append(row)
 
-    pretrain_metrics = _metrics(run_dir / "pretrain" / "train" / "metrics.jsonl")
-    critic_metrics = _metrics(critic.folder / "metrics.jsonl")
+    pretrain_metrics = read_metrics(run_dir / "pretrain" / "train")
+    critic_metrics = read_metrics(critic.folder)
     curves = {
         "pretraining loss (uniform MTP)": {"loss": _curve(pretrain_metrics, "loss")},
         "critic loss (value MSE)": {
             "train": _curve(critic_metrics, "loss"), "validation": _curve(critic_metrics, "val_loss"),
         },
-        "fine-tuning loss (head-1 CE)": {
-            w: _curve(_metrics(wmtp_folder(_with_weighting(recipe, w)) / "metrics.jsonl"), "ce_head_1")
-            for w in WEIGHTINGS
-        },
+        "fine-tuning loss (head-1 CE)": {w: _curve(records, "ce_head_1") for w, records in logged.items()},
     }  # fmt: skip
     stages.seconds["total"] = time.perf_counter() - began
     e = recipe.eval

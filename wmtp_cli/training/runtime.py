@@ -80,6 +80,14 @@ def require_finite(values: dict[str, float], step: int, what_is_left: str) -> No
         )
 
 
+def read_metrics(folder: Path) -> list[dict[str, Any]]:
+    """The records a :class:`MetricsLog` wrote in ``folder`` (none when it has no log)."""
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class MetricsLog:
     """Appends one JSON line per record to ``metrics.jsonl``, and to TensorBoard when it is installed.
 
