@@ -56,9 +56,11 @@ def run_wmtp_subprocess(*args: str, env: dict | None = None) -> CliResult:
     return CliResult(result.returncode, result.stdout, result.stderr)
 
 
-def assert_usage_error(result: CliResult, *needles: str) -> None:
-    """One clear line on stderr, exit status 2, no traceback."""
+def assert_usage_error(result: CliResult, *needles: str, lines: int = 1) -> None:
+    """One clear line on stderr (``lines`` for `wmtp recipe validate`'s list of problems), exit status 2, no
+    traceback."""
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == lines, result.stderr
     for needle in needles:
         assert needle in result.stderr, result.stderr

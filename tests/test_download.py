@@ -226,13 +226,33 @@ def test_existing_output_is_refused_unless_forced(tmp_path, tokenizer_model, wmt
     vocab = spm.SentencePieceProcessor(model_file=str(tokenizer_model)).vocab_size()
     write_meta_checkpoint(tmp_path / "meta", "v", params_for(SHAPES["n1"], vocab), tokenizer_model)
     out = tmp_path / "o"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert wmtp("download", str(tmp_path / "meta"), "--out", str(out)).returncode == 0
+    (out / "stale.txt").write_text("from before")
     assert_usage_error(wmtp("download", str(tmp_path / "meta"), "--out", str(out)), "already exists", "--force")
-    assert (out / "keep.txt").read_text() == "mine"
-    result = wmtp("download", str(tmp_path / "meta"), "--out", str(out), "--force")
+    assert (out / "stale.txt").read_text() == "from before"
+    result = wmtp("download", str(tmp_path / "meta"), "--out", str(out), "--force")  # an earlier conversion
     assert result.returncode == 0, result.stderr
-    assert (out / "config.json").is_file() and not (out / "keep.txt").exists()
+    assert (out / "config.json").is_file() and not (out / "stale.txt").exists()
+
+
+@pytest.mark.parametrize("target", ["a file", "a folder of something else", "under a file"])
+def test_force_replaces_only_an_earlier_conversion(tmp_path, tokenizer_model, wmtp, target):
+    """--force never replaces a file or a folder this command did not write; nothing is created either."""
+    vocab = spm.SentencePieceProcessor(model_file=str(tokenizer_model)).vocab_size()
+    write_meta_checkpoint(tmp_path / "meta", "v", params_for(SHAPES["n1"], vocab), tokenizer_model)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    (work / "project").mkdir()
+    (work / "project" / "thesis.tex").write_text("mine")
+    out = {"a file": work / "notes.txt", "a folder of something else": work / "project",
+           "under a file": work / "notes.txt" / "model"}[target]  # fmt: skip
+    needle = {"a file": "is a file", "a folder of something else": "conversion.json", "under a file": "is a file"}
+    before = sorted(work.rglob("*"))
+    result = wmtp("download", str(tmp_path / "meta"), "--out", str(out), "--force")
+    assert_usage_error(result, "--out", needle[target])
+    assert sorted(work.rglob("*")) == before
+    assert (work / "notes.txt").read_text() == "mine" and (work / "project" / "thesis.tex").read_text() == "mine"
 
 
 def test_missing_source_folder_and_bad_dtype(tmp_path, wmtp):

@@ -133,7 +133,7 @@ def test_bad_choice_lists_allowed_values_and_suggests():
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("wmtp.temperature", 0, "wmtp.temperature: must be > 0, got 0.0"),
+        ("wmtp.temperature", 0, "wmtp.temperature: must be >= 0.001, got 0.0"),
         ("critic.val_fraction", 1.0, "critic.val_fraction: must be < 1, got 1.0"),
         ("critic.gamma", -0.1, "critic.gamma: must be >= 0, got -0.1"),
         ("eval.k", [1, 0], "eval.k[1]: must be >= 1, got 0"),
@@ -286,7 +286,7 @@ def test_describe_keys_covers_the_schema():
     assert len(keys) == len(set(keys)) == sum(len(dataclasses.fields(cls)) for cls in SECTION_CLASSES)
     by_key = {row[0]: row for row in rows}
     assert by_key["model.path"][2] == "required"
-    assert by_key["wmtp.temperature"][1:3] == ("float, > 0", "1.0")
+    assert by_key["wmtp.temperature"][1:3] == ("float, >= 0.001", "1.0")
     assert by_key["eval.k"][2] == "[1]"
     assert all(row[3] for row in rows)
     assert [row[0] for row in describe_keys("run")] == [f"run.{f.name}" for f in dataclasses.fields(RunConfig)]
@@ -304,7 +304,7 @@ def test_cli_validate_good_recipe():
 def test_cli_validate_bad_recipe(tmp_path: Path, wmtp):
     bad = write(tmp_path, "model:\n  path: m\nwmtp:\n  temprature: 0.5\n")
     done = wmtp("recipe", "validate", str(bad), "critic.gamma=2")
-    assert_usage_error(done, "wmtp.temprature", "critic.gamma")
+    assert_usage_error(done, "wmtp.temprature", "critic.gamma", lines=3)  # the count, then one line a problem
 
 
 def test_cli_one_problem_is_one_line(tmp_path: Path, wmtp):

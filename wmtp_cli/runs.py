@@ -30,6 +30,10 @@ def settings_key(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
+RUN_FOLDER = "the run folder (run.output_dir / run.name)"
+"""How an error names a folder under the run folder: the recipe keys that place it."""
+
+
 def run_folder(recipe: Recipe) -> Path:
     """``run.output_dir / run.name``; with no name, one derived from :func:`settings_key`."""
     name = recipe.run.name or f"run-{settings_key(recipe)[:10]}"

@@ -52,19 +52,38 @@ inspect_weights.register(app)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wmtp`` console script.
 
-    Typer handles its own usage errors, ``--help`` and ``Exit`` codes; a :class:`UsageError` from the
-    library becomes one red line and exit status 2; a :class:`RunError` (a run that cannot go on, such as
-    a NaN loss) one red line and exit status 1.
+    Every problem the user can fix ends as one red line on stderr and exit status 2: Typer's own usage
+    errors (a bad flag or value) and a :class:`UsageError` from the library alike. A :class:`RunError`
+    (a run that cannot go on, such as a NaN loss) is one red line and exit status 1.
     """
     from wmtp_cli.errors import RunError, UsageError
+
+    # Typer >= 0.22 ships its own copy of click: take the exception classes from wherever Typer's come from.
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    no_args_is_help = getattr(click_errors, "NoArgsIsHelpError", ())
 
     if int(os.environ.get("RANK", "0")) != 0:
         console.quiet = True  # under torchrun / accelerate launch, the main process alone draws progress and results
     try:
-        app(args=argv)
+        code = app(args=argv, standalone_mode=False)
+    except no_args_is_help as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
+    except click_errors.ClickException as exc:
+        where = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) else ""
+        _fail(f"{exc.format_message()}{where}", "error", exc.exit_code)
+    except typer.Abort:
+        _fail("interrupted", "stopped", 130)
     except UsageError as exc:
-        error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc), "error", 2)
     except RunError as exc:
-        error_console.print(f"[bold red]stopped:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(exc), "stopped", 1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str, label: str, code: int) -> None:
+    """One red line on stderr (however long: soft wrap lets the terminal fold it), then exit ``code``."""
+    one_line = " ".join(message.split())
+    error_console.print(f"[bold red]{label}:[/] {one_line}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(code)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from enum import Enum
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from wmtp_cli.cli.console import console, error_console
+from wmtp_cli.cli.progress import stage_progress
+from wmtp_cli.io import atomic_write_text
 
 HELP = (
     "Show what the critic makes of a text: for every token its value V_t, delta_t = V_t - V_{t-1}, and the weights "
@@ -70,30 +73,30 @@ def inspect_weights_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of to the terminal.")] = None,
     rows: Annotated[int, typer.Option("--rows", help="Table rows to show; 0 = all.", min=0)] = 200,
 ) -> None:
-    from wmtp_cli.errors import UsageError
-    from wmtp_cli.inspection import find_sources, inspect_weights, read_text
+    from wmtp_cli.config import check_values
+    from wmtp_cli.inspection import find_sources, inspect_weights, read_inspection_text
     from wmtp_cli.inspection.locate import load_sources
+    from wmtp_cli.io import check_output
 
-    if prompt_file is not None and prompt_chars is not None:
-        raise UsageError("--prompt-file and --prompt-chars both name the prompt: pass one of them")
-    text = read_text(file, "FILE")
-    prompt = ""
-    if prompt_file is not None:
-        prompt = read_text(prompt_file, "--prompt-file")
-    elif prompt_chars is not None:
-        if prompt_chars >= len(text):
-            raise UsageError(f"--prompt-chars {prompt_chars} leaves no completion: {file} has {len(text)} characters")
-        prompt, text = text[:prompt_chars], text[prompt_chars:]
-
+    if out is not None:
+        check_output(out, "--out")
+    if temperature is not None:
+        check_values("wmtp", {"temperature": temperature}, names={"temperature": "--temperature"})
+    prompt, text = read_inspection_text(file, prompt_file, prompt_chars)
     sources = find_sources(model, critic, runs)
-    # notes go to stderr when stdout carries the JSON or HTML
+    # notes and progress go to stderr when stdout carries the JSON or HTML
     notes = console if format is Format.table or out is not None else error_console
     if sources.found:
         notes.print(f"using {sources.found} (model {sources.model})", style="dim", highlight=False, soft_wrap=True)
     tau = temperature if temperature is not None else (sources.temperature or 1.0)
     tau_from = "given" if temperature is not None else ("the run's recipe" if sources.temperature else "default")
-    lm, tokenizer, head, n_future = load_sources(sources)
-    result = inspect_weights(lm, tokenizer, head, text, prompt=prompt, temperature=tau, n_future=n_future)
+    with stage_progress(notes, transient=True) as progress:
+        progress("loading model", 0, 1)
+        lm, tokenizer, head, n_future = load_sources(sources)
+        progress("loading model", 1, 1)
+        result = inspect_weights(
+            lm, tokenizer, head, text, prompt=prompt, temperature=tau, n_future=n_future, progress=progress
+        )
     header = {"model": str(sources.model), "critic": str(sources.critic), "temperature": f"{tau:g} ({tau_from})"}
 
     if format is Format.json:
@@ -109,17 +112,16 @@ def inspect_weights_command(
         if out is None:
             console.print(renderable)
         else:
-            with out.open("w", encoding="utf-8") as f:
-                Console(file=f, width=200, no_color=True, force_terminal=False).print(renderable)
-            console.print(f"[green]ok[/] wrote {out}")
+            text_console = Console(file=io.StringIO(), width=200, no_color=True, force_terminal=False)
+            text_console.print(renderable)
+            _emit(text_console.file.getvalue(), out)
 
 
 def _emit(content: str, out: Path | None) -> None:
     if out is None:
         typer.echo(content, nl=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(content, encoding="utf-8")
+    atomic_write_text(out, content)
     console.print(f"[green]ok[/] wrote {out}")
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from wmtp_cli.cli.console import console
+from wmtp_cli.cli.console import console as default_console
 
 
 @contextlib.contextmanager
-def stage_progress() -> Iterator[Callable[..., None]]:
+def stage_progress(console: Console | None = None, transient: bool = False) -> Iterator[Callable[..., None]]:
     """Yield a callback that creates a bar the first time it sees a stage and updates it after.
 
     The optional ``status`` (a loss, tokens/s) is shown after the bar. The libraries' own tqdm bars
     (datasets' map, transformers' weight loading) are turned off: they would interleave with these.
+    Bars go to ``console`` (stdout's by default; stderr's when stdout carries data), and with
+    ``transient`` they disappear when done. Nothing is drawn until the first report.
     """
     import datasets
     from transformers.utils import logging as transformers_logging
@@ -26,12 +29,18 @@ def stage_progress() -> Iterator[Callable[..., None]]:
         TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
     )  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+    bar = Progress(*columns, console=console or default_console, transient=transient)
+    tasks: dict[str, int] = {}
 
-        def update(stage: str, done: int, total: int, status: str = "") -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, status=status)
-            bar.update(tasks[stage], completed=done, total=total, status=status)
+    def update(stage: str, done: int, total: int, status: str = "") -> None:
+        if not tasks:
+            bar.start()  # on the first report: a command that fails before any work draws nothing
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, status=status)
+        bar.update(tasks[stage], completed=done, total=total, status=status)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()

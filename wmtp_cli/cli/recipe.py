@@ -46,7 +46,9 @@ def validate_command(
         if len(exc.problems) == 1:
             error_console.print(f"[bold red]error:[/] {exc.source}: {exc.problems[0]}", highlight=False, soft_wrap=True)
         else:  # several problems read best one per line
-            error_console.print(f"[bold red]error:[/] {exc.source}: {len(exc.problems)} problems", highlight=False)
+            error_console.print(
+                f"[bold red]error:[/] {exc.source}: {len(exc.problems)} problems", highlight=False, soft_wrap=True
+            )
             for problem in exc.problems:
                 error_console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

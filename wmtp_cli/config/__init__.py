@@ -4,10 +4,12 @@
 - :class:`Recipe` and its section dataclasses: the single source of keys, defaults and help.
 - :func:`save_resolved_recipe`: write ``recipe.yaml`` and ``run_info.json`` beside an output.
 - :func:`collect_provenance`: versions, git commit, command line and time, for any output.
+- :func:`check_values`: the same checks for settings given as command-line flags.
 - :func:`describe_keys`: every key's type, default and help, for display.
 """
 
 from wmtp_cli.config.loader import (
+    check_values,
     describe_keys,
     load_recipe,
     recipe_from_dict,
@@ -37,6 +39,7 @@ __all__ = [
     "RewardConfig",
     "RunConfig",
     "WMTPConfig",
+    "check_values",
     "collect_provenance",
     "describe_keys",
     "load_recipe",

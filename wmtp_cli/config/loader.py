@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -22,6 +23,7 @@ import yaml
 
 from wmtp_cli.config.schema import Recipe
 from wmtp_cli.errors import RecipeError, UsageError
+from wmtp_cli.io import read_text_file
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -127,9 +129,18 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str], expected: str |
             items = [_convert(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value)]
             return _INVALID if any(v is _INVALID for v in items) else items
     elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if math.isfinite(number):
+            return number
+        problems.append(f"{key}: must be a finite number, got {_show(value)}")
+        return _INVALID
     elif tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
+    elif tp is int and isinstance(value, float) and value.is_integer():  # 1e6 written for a million steps
+        return int(value)
     elif tp not in (int, float, str, bool):
         raise TypeError(f"{key}: the schema uses an unsupported type {tp!r}")
     problems.append(f"{key}: expected {expected or _expected(tp)}, got {_show(value)}{hint}")
@@ -141,6 +152,7 @@ _BOUNDS = {
     "gt": (">", lambda v, b: v > b),
     "le": ("<=", lambda v, b: v <= b),
     "lt": ("<", lambda v, b: v < b),
+    "zero_or_ge": ("0 or >=", lambda v, b: v == 0 or v >= b),
 }
 
 
@@ -276,6 +288,25 @@ def recipe_from_dict(
     return Recipe(**built)
 
 
+def check_values(section: str, values: dict[str, Any], names: dict[str, str] | None = None) -> None:
+    """Check values for some of a section's keys as a recipe's would be checked (type, finiteness, bounds).
+
+    For settings that arrive another way, such as command-line flags: one :class:`UsageError` lists every
+    problem, each named by ``names[key]`` (the flag) where given, else by its dotted key.
+    """
+    cls = _sections()[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    problems: list[str] = []
+    for key, value in values.items():
+        label = (names or {}).get(key, f"{section}.{key}")
+        converted = _convert(value, hints[key], label, problems)
+        if converted is not _INVALID:
+            _check_bounds(converted, fields[key], label, problems)
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), need: Sequence[str] = ()) -> Recipe:
     """Read the YAML recipe at ``path``, apply ``section.key=value`` overrides, and validate it.
 
@@ -284,11 +315,9 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), need: Se
     not a YAML mapping, and one :class:`RecipeError` listing every problem with its dotted key.
     """
     path = Path(path)
-    if not path.is_file():
-        where = "is a folder" if path.is_dir() else "does not exist"
-        raise UsageError(f"recipe {path} {where}; give the path to a YAML recipe (examples are in recipes/)")
+    text = read_text_file(path, "recipe", hint="give the path to a YAML recipe (examples are in recipes/)")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_RecipeLoader)
+        data = yaml.load(text, Loader=_RecipeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -296,10 +325,10 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), need: Se
             f"{path}: not valid YAML{where}: {exc.problem or exc.context}; fix it there "
             "(a recipe is 'section:' lines with indented 'key: value' lines below them)"
         ) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except yaml.YAMLError as exc:
         raise UsageError(f"{path}: cannot read it as YAML ({exc}); a recipe is a UTF-8 YAML file") from None
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        raise UsageError(f"{path}: the recipe is empty; give it sections (model:, data:, ...; see recipes/)")
     if not isinstance(data, dict):
         raise UsageError(
             f"{path}: the top level must be a mapping of sections (model:, data:, ..., run:), "

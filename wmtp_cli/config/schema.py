@@ -3,7 +3,10 @@
 These dataclasses are the single source of the recipe's keys, types, defaults, bounds and help text
 (as in TRL): the loader validates against them, ``wmtp recipe keys`` prints them, and code reads
 ``recipe.wmtp.temperature`` instead of dictionary lookups. A field's ``metadata`` holds its ``help``
-and optional numeric bounds ``ge``/``gt``/``le``/``lt`` (for a list, each element is checked).
+and optional numeric bounds ``ge``/``gt``/``le``/``lt``, or ``zero_or_ge`` (0, or at least the bound),
+checked on each element of a list. Numbers must be finite. The bounds are what the code can do, not
+only what makes sense: a learning rate of 1e308 or a softmax temperature of 1e-300 turns the loss into
+NaN after minutes of work, so the recipe refuses it before any starts.
 
 Supported field types: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]`` and
 ``list[X]``. The module deliberately has no ``from __future__ import annotations``: the loader reads
@@ -14,12 +17,21 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+MAX_LR = 1.0  # AdamW moves each weight by about lr a step: above 1 nothing trains, it only diverges
+MAX_WEIGHT_DECAY = 1.0  # AdamW shrinks a weight by lr * weight_decay a step
+MAX_SEQUENCE = 2**20  # tokens: far beyond the context of any model here (Meta's 7B: 4,096)
+MAX_TIMEOUT_S = 86_400.0  # one day; larger values overflow the operating system's timers
+# Below these the softmax is one-hot already (deltas 0.02 apart give exp(20) at 1e-3), and far below
+# them delta / tau or logits / t overflow float32 (1e-300 is 0 in float32): NaN weights, NaN samples.
+MIN_WEIGHT_TEMPERATURE = 1e-3
+MIN_SAMPLING_TEMPERATURE = 1e-2  # 0 means greedy
+
 
 def meta(help: str, **bounds: float) -> dict[str, Any]:
     """A field's metadata: help text and bounds (ge, gt, le, lt)."""
-    unknown = set(bounds) - {"ge", "gt", "le", "lt"}
+    unknown = set(bounds) - {"ge", "gt", "le", "lt", "zero_or_ge"}
     if unknown:
-        raise TypeError(f"unknown bound(s) {sorted(unknown)}; use ge, gt, le or lt")
+        raise TypeError(f"unknown bound(s) {sorted(unknown)}; use ge, gt, le, lt or zero_or_ge")
     return {"help": help, **bounds}
 
 
@@ -56,7 +68,9 @@ class DataConfig:
         None, help="local: a JSON/JSONL/Parquet file or folder; hub: a data set name. Required for both."
     )
     split: str = option("train", help="Data set split to read.")
-    max_length: int = option(2048, gt=0, help="Maximum tokens per example, prompt and completion together.")
+    max_length: int = option(
+        2048, gt=0, le=MAX_SEQUENCE, help="Maximum tokens per example, prompt and completion together."
+    )
     prompt_template: str | None = option(
         None,
         help="Prompt template (str.format); null = the source's default. Placeholders: {prompt}, {task_id} and "
@@ -101,7 +115,9 @@ class RewardConfig:
         None, help="Sequence-classification model folder or hub id (for reward.source=reward_model)."
     )
     all_or_nothing: bool = option(False, help="execution: reward 1 only when every test passes, else 0.")
-    timeout_s: float = option(10.0, gt=0, help="Wall-clock limit per sandboxed program run, in seconds.")
+    timeout_s: float = option(
+        10.0, gt=0, le=MAX_TIMEOUT_S, help="Wall-clock limit per sandboxed program run, in seconds."
+    )
     allow_code_execution: bool = option(
         False, help="Opt in to running model-written code (needed for execution rewards)."
     )
@@ -109,9 +125,11 @@ class RewardConfig:
         "dataset", help="What to score: the data set's own solutions, the model's samples, or both."
     )
     n_samples: int = option(4, ge=1, help="model: completions sampled per prompt.")
-    temperature: float = option(0.8, ge=0, help="model: sampling temperature; 0 = greedy.")
+    temperature: float = option(
+        0.8, zero_or_ge=MIN_SAMPLING_TEMPERATURE, help="model: sampling temperature; 0 = greedy."
+    )
     top_p: float = option(0.95, gt=0, le=1, help="model: nucleus sampling threshold.")
-    max_new_tokens: int = option(512, gt=0, help="model: maximum tokens per sampled completion.")
+    max_new_tokens: int = option(512, gt=0, le=MAX_SEQUENCE, help="model: maximum tokens per sampled completion.")
     generation_batch_size: int = option(8, gt=0, help="model: prompts generated for at once.")
     dense: Literal["none", "prefix", "attention"] = option(
         "none",
@@ -120,7 +138,7 @@ class RewardConfig:
     )
     batch_size: int = option(16, gt=0, help="reward_model: sequences scored at once.")
     workers: int | None = option(None, ge=1, help="execution: programs run at once; null = one per CPU core.")
-    memory_mb: int = option(1024, gt=0, help="execution: address-space limit per program, in MiB.")
+    memory_mb: int = option(1024, gt=0, le=2**20, help="execution: address-space limit per program, in MiB.")
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
@@ -156,8 +174,8 @@ class CriticConfig:
             return [("attention_heads", f"hidden_size {self.hidden_size} must divide by attention_heads")]
         return []
 
-    lr: float = option(1e-4, gt=0, help="Value-head learning rate (AdamW).")
-    weight_decay: float = option(0.0, ge=0, help="AdamW weight decay of the value head.")
+    lr: float = option(1e-4, gt=0, le=MAX_LR, help="Value-head learning rate (AdamW).")
+    weight_decay: float = option(0.0, ge=0, le=MAX_WEIGHT_DECAY, help="AdamW weight decay of the value head.")
     batch_size: int = option(8, gt=0, help="Sequences per critic step (per process).")
     max_steps: int = option(1000, gt=0, help="Critic optimiser steps at most.")
     eval_every: int = option(50, gt=0, help="Validate every N steps (and keep the best head).")
@@ -181,8 +199,13 @@ class WMTPConfig:
         help="Per-head weights: critic (softmax of delta/tau), uniform (plain MTP), ntp (head 1 only), "
         "dense_reward (delta from dense rewards).",
     )
-    temperature: float = option(1.0, gt=0, help="tau in w = softmax(delta / tau) over the heads.")
-    lambda_vf: float = option(0.1, ge=0, help="Weight of the critic loss L_VF in the total loss.")
+    temperature: float = option(
+        1.0,
+        ge=MIN_WEIGHT_TEMPERATURE,
+        help="tau in w = softmax(delta / tau) over the heads (at 1e-3 the weights are already one-hot for deltas "
+        "0.02 apart).",
+    )
+    lambda_vf: float = option(0.1, ge=0, le=1000, help="Weight of the critic loss L_VF in the total loss.")
     abs_delta: bool = option(False, help="Use |delta| as token importance.")
     zscore_delta: bool = option(False, help="Z-score delta within each sequence before the softmax.")
     uniform_mix: float = option(
@@ -199,8 +222,8 @@ class WMTPConfig:
         help="Train the language-model loss only on completions whose reward is at least this (L_VF still sees "
         "every completion); null = all completions.",
     )
-    lr: float = option(5e-5, gt=0, help="Peak learning rate (AdamW; cosine decay to 0 after the warm-up).")
-    weight_decay: float = option(0.0, ge=0, help="AdamW weight decay.")
+    lr: float = option(5e-5, gt=0, le=MAX_LR, help="Peak learning rate (AdamW; cosine decay to 0 after the warm-up).")
+    weight_decay: float = option(0.0, ge=0, le=MAX_WEIGHT_DECAY, help="AdamW weight decay.")
     warmup_steps: int = option(0, ge=0, help="Linear learning-rate warm-up steps.")
     max_steps: int = option(1000, gt=0, help="Optimiser steps.")
     batch_size: int = option(8, gt=0, help="Sequences per micro-batch and process.")
@@ -212,7 +235,7 @@ class WMTPConfig:
         "false computes all (B, T, n, V) logits at once (the plain path, for checking).",
     )
     lora_r: int | None = option(None, ge=1, help="LoRA rank (needs peft); null = full fine-tuning.")
-    lora_alpha: float = option(16.0, gt=0, help="LoRA scaling alpha.")
+    lora_alpha: float = option(16.0, gt=0, le=1e4, help="LoRA scaling alpha.")
     lora_dropout: float = option(0.0, ge=0, lt=1, help="LoRA dropout.")
     lora_target_modules: list[str] = dataclasses.field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -238,13 +261,13 @@ class EvalConfig:
     k: list[int] = dataclasses.field(
         default_factory=lambda: [1], metadata=meta("k values for pass@k; each at most n_samples.", ge=1)
     )
-    temperature: float = option(0.0, ge=0, help="Sampling temperature; 0 = greedy.")
+    temperature: float = option(0.0, zero_or_ge=MIN_SAMPLING_TEMPERATURE, help="Sampling temperature; 0 = greedy.")
     top_p: float = option(1.0, gt=0, le=1, help="Nucleus sampling threshold.")
-    max_new_tokens: int = option(512, gt=0, help="Maximum tokens generated per completion.")
+    max_new_tokens: int = option(512, gt=0, le=MAX_SEQUENCE, help="Maximum tokens generated per completion.")
     batch_size: int = option(
         16, gt=0, help="Sequences generated at once (prompts times samples; one prompt's n samples at the least)."
     )
-    timeout_s: float = option(10.0, gt=0, help="Wall-clock limit per sandboxed test run, in seconds.")
+    timeout_s: float = option(10.0, gt=0, le=MAX_TIMEOUT_S, help="Wall-clock limit per sandboxed test run, in seconds.")
     speculative: bool = option(
         False, help="Generate by self-speculative decoding (heads 2..n draft, head 1 verifies); greedy only."
     )
@@ -274,8 +297,10 @@ class PretrainConfig:
     n_future: int = option(4, ge=1, help="Heads n (head 1 = next token).")
     attention_heads: int = option(4, ge=1, help="Attention heads per block (hidden_size must divide by it).")
     stdlib_mb: float = option(1.0, ge=0, help="Megabytes of the Python standard library's source in the corpus.")
-    max_length: int = option(256, ge=16, help="Tokens per training row (corpus texts are cut into pieces this long).")
-    lr: float = option(1e-3, gt=0, help="Peak learning rate (AdamW, cosine decay after warm-up).")
+    max_length: int = option(
+        256, ge=16, le=MAX_SEQUENCE, help="Tokens per training row (corpus texts are cut into pieces this long)."
+    )
+    lr: float = option(1e-3, gt=0, le=MAX_LR, help="Peak learning rate (AdamW, cosine decay after warm-up).")
     warmup_steps: int = option(100, ge=0, help="Linear warm-up steps.")
     max_steps: int = option(2000, gt=0, help="Optimiser steps.")
     batch_size: int = option(16, gt=0, help="Rows per micro-batch and process.")
@@ -292,7 +317,7 @@ class RunConfig:
 
     output_dir: str = option("runs", help="Folder that holds the run folders.")
     name: str | None = option(None, help="Run folder name under output_dir; null = chosen automatically.")
-    seed: int = option(0, help="Random seed.")
+    seed: int = option(0, ge=0, le=2**32 - 1, help="Random seed (numpy takes at most 2**32 - 1).")
     log_every: int = option(10, gt=0, help="Log metrics every N steps.")
     save_every: int = option(500, gt=0, help="Save a checkpoint every N steps.")
     keep_last: int = option(2, ge=1, help="Checkpoints kept; older ones are deleted.")

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from wmtp_cli.convert.meta_checkpoint import convert_meta_checkpoint
+from wmtp_cli.convert.meta_checkpoint import check_conversion_output, convert_meta_checkpoint
 from wmtp_cli.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -139,14 +139,14 @@ def download(
         if not local.is_dir():
             raise UsageError(f"{source} is a file: SOURCE must be a folder in Meta's layout or a hub repo id")
         variant_dir = resolve_local_variant(local, variant)
+        check_conversion_output(Path(out) if out else Path("checkpoints") / variant_dir.name, force)
         origin = {"origin": "local", "path": str(local.resolve())}
     elif source.startswith((".", "/", "~")) or source.count("/") != 1:
         raise UsageError(f"{source} does not exist: SOURCE must be a local folder or a hub repo id like {DEFAULT_REPO}")
     else:
         variant = variant or DEFAULT_VARIANT
-        out_dir = Path(out) if out else Path("checkpoints") / variant
-        if out_dir.exists() and not force:  # refuse before a 25 GiB download, not after
-            raise UsageError(f"{out_dir} already exists: choose another --out or pass --force to replace it")
+        # refuse before a 25 GiB download, not after
+        check_conversion_output(Path(out) if out else Path("checkpoints") / variant, force)
         variant_dir = fetch_from_hub(source, variant, revision) / variant
         origin = {"origin": "hub", "repo_id": source, "revision": revision or "main", "variant": variant}
     out_dir = Path(out) if out else Path("checkpoints") / variant_dir.name

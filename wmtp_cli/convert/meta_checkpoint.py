@@ -28,10 +28,12 @@ from wmtp_cli.convert.safetensors_stream import (
     write_safetensors,
 )
 from wmtp_cli.errors import CheckpointError, UsageError
-from wmtp_cli.io import atomic_directory
+from wmtp_cli.io import atomic_directory, check_output, check_replaceable
 from wmtp_cli.model.configuration import MTPConfig, llama_ffn_hidden_size
 
 logger = logging.getLogger(__name__)
+
+CONVERSION_RECORD = "conversion.json"  # written into every converted folder; --force replaces only such folders
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
@@ -322,8 +324,7 @@ def convert_meta_checkpoint(
     from wmtp_cli.convert.tokenizer import convert_sentencepiece_tokenizer
 
     variant_dir, out_dir = Path(variant_dir), Path(out_dir)
-    if out_dir.exists() and not force:
-        raise UsageError(f"{out_dir} already exists: choose another --out or pass --force to replace it")
+    check_conversion_output(out_dir, force)
     if dtype is not None and dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     tokenizer_model = Path(tokenizer_model) if tokenizer_model else find_tokenizer(variant_dir)
@@ -369,9 +370,18 @@ def convert_meta_checkpoint(
             **(provenance or {}),
             "converted_by": collect_provenance(),
         }
-        (tmp / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     logger.info("converted %s to %s (%.2f GiB)", variant_dir, out_dir, total / 2**30)
     return out_dir
+
+
+def check_conversion_output(out_dir: Path, force: bool) -> None:
+    """That the converted folder can be written at ``out_dir``; ``force`` replaces only an earlier conversion."""
+    check_output(out_dir, "--out", kind="folder")
+    if out_dir.exists():
+        if not force:
+            raise UsageError(f"{out_dir} already exists: choose another --out or pass --force to replace it")
+        check_replaceable(out_dir, "--out", CONVERSION_RECORD)
 
 
 def _generation_config(config: MTPConfig):

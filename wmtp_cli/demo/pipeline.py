@@ -32,8 +32,8 @@ from pathlib import Path
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.errors import UsageError
-from wmtp_cli.io import atomic_write_text
-from wmtp_cli.runs import critic_folder, run_folder
+from wmtp_cli.io import atomic_write_text, check_output
+from wmtp_cli.runs import RUN_FOLDER, critic_folder, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,9 @@ def check_demo_recipe(recipe: Recipe) -> None:
         )
     if recipe.data.scored is not None:
         raise UsageError("wmtp demo scores the data itself: leave data.scored null")
-    _eval_request(recipe, "check", Path(recipe.model.path), Path("."))  # its settings fail now, not after training
+    report_dir = check_output(run_folder(recipe) / "demo", RUN_FOLDER, kind="folder")
+    for name in ("pretrained", *WEIGHTINGS):  # the evaluations' settings and outputs fail now, not after training
+        _eval_request(recipe, name, Path(recipe.model.path), report_dir / "eval")
 
 
 def run_demo(

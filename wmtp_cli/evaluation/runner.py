@@ -11,9 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wmtp_cli.config import EvalConfig, ModelConfig
+from wmtp_cli.config import EvalConfig, ModelConfig, check_values
 from wmtp_cli.errors import UsageError
-from wmtp_cli.evaluation.harness import EvalReport, evaluate, group_samples, read_samples, write_report
+from wmtp_cli.evaluation.harness import (
+    EvalReport,
+    evaluate,
+    group_samples,
+    per_problem_path,
+    read_samples,
+    write_report,
+)
+from wmtp_cli.io import check_output
 
 
 @dataclass
@@ -37,6 +45,7 @@ class EvalRequest:
     subsets: dict[str, str | None] = field(default_factory=dict)  # benchmark -> data.subset
     speculative: bool = False
     head_metrics: bool = False
+    model_from_flag: bool = False  # --model named it (else the recipe's model.path): for error messages
 
     @classmethod
     def build(cls, recipe=None, overrides: Sequence[str] = (), **flags) -> EvalRequest:
@@ -54,6 +63,7 @@ class EvalRequest:
             recipe_subset = {resolved.data.source: resolved.data.subset}
         elif overrides:
             raise UsageError("section.key=value overrides need a recipe; without one, use the flags")
+        _check_flags(flags)
         if flags.get("model"):
             model = ModelConfig(path=flags["model"], dtype=model.dtype if model else "bf16")
         samples = flags.get("samples")
@@ -72,11 +82,13 @@ class EvalRequest:
             output_dir=output_dir,
             output=flags.get("output"), seed=seed, speculative=bool(flags.get("speculative") or settings.speculative),
             head_metrics=bool(flags.get("head_metrics") or settings.head_metrics),
+            model_from_flag=bool(flags.get("model")),
         )  # fmt: skip
         request.check()
         return request
 
     def check(self) -> None:
+        """Refuse settings that cannot work, and outputs that cannot be written, before any work."""
         if self.samples is None and self.model is None:
             raise UsageError("nothing to evaluate: give --samples FILE, or --model DIR (or a recipe with model.path)")
         if self.output is not None and len(self.benchmarks) > 1:
@@ -91,6 +103,15 @@ class EvalRequest:
             raise UsageError("--head-metrics needs a model (--model DIR or a recipe with model.path)")
         if self.samples is None and self.n > 1 and self.temperature == 0:
             raise UsageError("greedy decoding (temperature 0) gives n identical samples: set --temperature > 0")
+        for benchmark in self.benchmarks:
+            summary, per_problem = self.outputs(benchmark)
+            check_output(summary, "the summary --output" if self.output else "the summary")
+            check_output(per_problem, "the per-problem results")
+
+    def outputs(self, benchmark: str) -> tuple[Path, Path]:
+        """Where a benchmark's summary goes, and its per-problem results beside it."""
+        summary = self.output or self.output_dir / f"{benchmark}.json"
+        return summary, per_problem_path(summary)
 
     def settings(self, benchmark: str) -> dict:
         return {
@@ -102,6 +123,19 @@ class EvalRequest:
         }  # fmt: skip
 
 
+# Flags that set an eval-section key, by key: checked as the recipe's value would be.
+_FLAG_OF_KEY = {
+    "n_samples": ("n", "--n"), "k": ("k", "--k"), "temperature": ("temperature", "--temperature"),
+    "top_p": ("top_p", "--top-p"), "max_new_tokens": ("max_new_tokens", "--max-new-tokens"),
+    "batch_size": ("batch_size", "--batch-size"), "timeout_s": ("timeout", "--timeout"),
+}  # fmt: skip
+
+
+def _check_flags(flags: dict) -> None:
+    given = {key: flags[flag] for key, (flag, _) in _FLAG_OF_KEY.items() if flags.get(flag) is not None}
+    check_values("eval", given, names={key: name for key, (_, name) in _FLAG_OF_KEY.items()})
+
+
 def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=None) -> list[tuple[EvalReport, Path]]:
     """Evaluate each requested benchmark; returns each report with the path of its summary."""
     from wmtp_cli.data.templates import stop_sequences
@@ -109,18 +143,18 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
     from wmtp_cli.execution import Executor, require_code_execution
 
     require_code_execution(allow_code_execution)
+    rows = read_samples(request.samples) if request.samples is not None else None  # a bad file fails before work
     executor = Executor(timeout_s=request.timeout_s)
     policy = tokenizer = None
 
     def load_policy():
         nonlocal policy, tokenizer
         if policy is None:
-            from transformers import AutoTokenizer
+            from wmtp_cli.model.loading import load_causal_lm, load_tokenizer
 
-            from wmtp_cli.model.loading import load_causal_lm
-
-            policy = load_causal_lm(request.model)
-            tokenizer = AutoTokenizer.from_pretrained(request.model.path)
+            what = "--model" if request.model_from_flag else "model.path"
+            tokenizer = load_tokenizer(request.model.path, what, need_eos=False)
+            policy = load_causal_lm(request.model, what=what)
         return policy, tokenizer
 
     out = []
@@ -128,8 +162,8 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
         problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subsets.get(benchmark))
         sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
         decoding = None
-        if request.samples is not None:
-            samples = group_samples(read_samples(request.samples), problems)
+        if rows is not None:
+            samples = group_samples(rows, problems)
         elif request.speculative:
             from wmtp_cli.generation import speculative_completions
 
@@ -158,7 +192,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
         report.decoding = decoding
         if request.head_metrics:
             report.head_metrics = _head_metrics(*load_policy(), problems, progress)
-        output = request.output or request.output_dir / f"{benchmark}.json"
+        output, _ = request.outputs(benchmark)
         write_report(report, output)
         out.append((report, output))
     return out

@@ -2,7 +2,14 @@
 
 from wmtp_cli.inspection.locate import Sources, find_sources, latest_run
 from wmtp_cli.inspection.render_html import render_html
-from wmtp_cli.inspection.weights_view import InspectionResult, InspectionSummary, TokenRow, inspect_weights, read_text
+from wmtp_cli.inspection.weights_view import (
+    InspectionResult,
+    InspectionSummary,
+    TokenRow,
+    inspect_weights,
+    read_inspection_text,
+    windowed_values,
+)
 
 __all__ = [
     "InspectionResult",
@@ -12,6 +19,7 @@ __all__ = [
     "find_sources",
     "inspect_weights",
     "latest_run",
-    "read_text",
+    "read_inspection_text",
     "render_html",
+    "windowed_values",
 ]

@@ -110,28 +110,6 @@ def latest_run(runs: Path = DEFAULT_RUNS) -> Sources:
     return _sources(folder, None, found=f"the latest run's {kind}: {folder}")
 
 
-def _hidden_size(model: str) -> int | None:
-    """The model's hidden size from its config alone; None where that cannot be read (loading it then says why)."""
-    from transformers import AutoConfig
-
-    import wmtp_cli.model  # noqa: F401  (registers the MTP architecture with the Auto classes)
-
-    try:
-        return getattr(AutoConfig.from_pretrained(model), "hidden_size", None)
-    except (OSError, ValueError):
-        return None
-
-
-def _load_tokenizer(model: str):
-    """The model's tokenizer (wmtp_cli.training has a loader too, but importing it pulls in datasets: ~1 s)."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load the tokenizer of {model!r}: {str(exc).strip().splitlines()[0]}") from None
-
-
 def load_sources(sources: Sources):
     """(model, tokenizer, value head, heads to use) for ``sources``, on the GPU when there is one.
 
@@ -142,13 +120,14 @@ def load_sources(sources: Sources):
 
     from wmtp_cli.config.schema import ModelConfig
     from wmtp_cli.critic import ValueHead
-    from wmtp_cli.model.loading import default_device, load_causal_lm
+    from wmtp_cli.model.loading import default_device, load_causal_lm, load_config, load_tokenizer
 
-    head = ValueHead.load(sources.critic, expect_input_size=_hidden_size(sources.model))
+    hidden_size = getattr(load_config(sources.model, "the model"), "hidden_size", None)
+    head = ValueHead.load(sources.critic, expect_input_size=hidden_size)
     device = default_device()
     dtype = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    model = load_causal_lm(ModelConfig(path=sources.model, dtype=dtype), device=device)
+    model = load_causal_lm(ModelConfig(path=sources.model, dtype=dtype), device=device, what="the model")
     if head.config.input_size != getattr(model.config, "hidden_size", head.config.input_size):
         head = ValueHead.load(sources.critic, expect_input_size=model.config.hidden_size)  # raises, saying why
-    tokenizer = _load_tokenizer(sources.model)
+    tokenizer = load_tokenizer(sources.model, "the model", need_eos=False)
     return model, tokenizer, head.to(device).eval(), sources.n_future

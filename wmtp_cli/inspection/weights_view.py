@@ -20,6 +20,7 @@ appended: the text is shown as it is (training appends EOS after each completion
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 
 from wmtp_cli.critic import critic_values
 from wmtp_cli.errors import UsageError
+from wmtp_cli.io import read_text_file
 from wmtp_cli.losses import IGNORE_INDEX
 from wmtp_cli.losses.weights import critic_weights, token_deltas, weight_statistics
 
@@ -34,6 +36,9 @@ from wmtp_cli.losses.weights import critic_weights, token_deltas, weight_statist
 # split into byte tokens (at most 4) with room to spare.
 DECODE_WINDOW = 16
 TOP_DELTAS = 5
+# Larger texts are refused: 1 MB is ~300,000 tokens of code, minutes of work and a JSON of ~150 MB.
+MAX_TEXT_BYTES = 1_000_000
+WINDOW_BATCH_TOKENS = 8192  # windows of a long text run this many tokens to a forward pass
 
 
 @dataclass
@@ -87,23 +92,38 @@ class InspectionResult:
         return [row.to_json() for row in self.rows]
 
 
-def read_text(path: str | Path, what: str) -> str:
-    """The UTF-8 text in ``path``; a :class:`UsageError` for a missing, empty or binary file."""
+def read_inspection_text(
+    file: Path, prompt_file: Path | None = None, prompt_chars: int | None = None
+) -> tuple[str, str]:
+    """``(prompt, completion)`` from the command's inputs: FILE, and the prompt from a file or FILE's start.
+
+    Texts above :data:`MAX_TEXT_BYTES` are refused before they are read.
+    """
+    if prompt_file is not None and prompt_chars is not None:
+        raise UsageError("--prompt-file and --prompt-chars both name the prompt: pass one of them")
+    text = _read_input(file, "FILE")
+    if not text:
+        raise UsageError(f"FILE {file} is empty: give a text file with the completion to inspect")
+    if prompt_file is not None:
+        prompt = _read_input(prompt_file, "--prompt-file")
+        if not prompt:
+            raise UsageError(f"--prompt-file {prompt_file} is empty: give the prompt's text, or leave the option out")
+        return prompt, text
+    if prompt_chars is not None:
+        if prompt_chars >= len(text):
+            raise UsageError(f"--prompt-chars {prompt_chars} leaves no completion: {file} has {len(text)} characters")
+        return text[:prompt_chars], text[prompt_chars:]
+    return "", text
+
+
+def _read_input(path: Path, what: str) -> str:
     path = Path(path)
-    if not path.is_file():
-        where = "is a folder" if path.is_dir() else "does not exist"
-        raise UsageError(f"{what} {path} {where}: give a plain text file")
-    data = path.read_bytes()
-    if not data:
-        raise UsageError(f"{what} {path} is empty: give a text file with the completion to inspect")
-    if b"\0" in data:
-        raise UsageError(f"{what} {path} looks binary (it holds NUL bytes): give a plain UTF-8 text file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
+    if path.is_file() and path.stat().st_size > MAX_TEXT_BYTES:
         raise UsageError(
-            f"{what} {path} is not UTF-8 text (byte {exc.start} cannot be decoded): give a plain UTF-8 text file"
-        ) from None
+            f"{what} {path} is {path.stat().st_size / 1e6:.1f} MB; inspect-weights reads at most "
+            f"{MAX_TEXT_BYTES / 1e6:.0f} MB (about {MAX_TEXT_BYTES // 3:,} tokens): inspect a part of it"
+        )
+    return read_text_file(path, what)
 
 
 def token_texts(tokenizer, ids: list[int]) -> list[str]:
@@ -146,10 +166,13 @@ def inspect_weights(
     prompt: str = "",
     temperature: float = 1.0,
     n_future: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> InspectionResult:
     """Values, deltas and weights of every token of ``prompt + completion``; see the module docstring.
 
     ``n_future`` heads are used (default: all the model has), as ``model.n_future`` does in training.
+    A text longer than the model's context runs in overlapping windows (:func:`windowed_values`), and
+    ``progress("inspecting", done, total)`` reports the windows.
     """
     available = _check_model(model)
     n_future = n_future or available
@@ -168,13 +191,12 @@ def inspect_weights(
     if not completion_ids:
         raise UsageError("the completion has no tokens of its own (the prompt's last token covers it)")
     ids = prompt_ids + completion_ids
-    device = next(model.parameters()).device
-    input_ids = torch.tensor([ids], device=device)
-    labels = torch.full_like(input_ids, IGNORE_INDEX)
-    labels[0, len(prompt_ids) :] = input_ids[0, len(prompt_ids) :]
+    labels = torch.full((1, len(ids)), IGNORE_INDEX)
+    labels[0, len(prompt_ids) :] = torch.tensor(completion_ids)
 
-    h_trunk, rotary, _ = model.embed_and_trunk(input_ids)  # (1, T, d)
-    values = critic_values(value_head.to(device), model, input_ids, h_trunk, rotary)  # (1, T) float32
+    context = int(getattr(model.config, "max_position_embeddings", None) or len(ids))
+    prefix = 1 if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else 0
+    values = windowed_values(model, value_head, ids, context, prefix, progress)[None]  # (1, T) float32
     weights = critic_weights(values, labels, n_future, temperature)  # (1, T, n)
     deltas = token_deltas(values)  # (1, T)
     received = _received(weights)  # (1, T)
@@ -189,10 +211,62 @@ def inspect_weights(
         for t in range(len(ids))
     ]  # fmt: skip
     notes = []
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and len(ids) > limit:
-        notes.append(f"{len(ids)} tokens is more than the {limit} the model was trained for: later values extrapolate")
+    if len(ids) > context:
+        seen = (context - prefix) // 2
+        notes.append(
+            f"{len(ids):,} tokens is more than the model's context of {context:,}: values come from overlapping "
+            f"windows of {context:,} tokens, each value seeing at least the {seen:,} tokens before it"
+        )
     return InspectionResult(rows, _summary(rows, weights, n_future, temperature), notes)
+
+
+def windowed_values(model, value_head, ids: list[int], context: int, prefix: int = 0, progress=None) -> torch.Tensor:
+    """V_t (T,) float32 of every position of ``ids``, the model never reading more than ``context`` tokens at once.
+
+    A text within the context runs whole. A longer one runs in windows of ``context`` tokens, each
+    starting with the text's first ``prefix`` tokens (BOS: every window starts as training rows do)
+    and then a stretch of the rest; stretches overlap by half, and each window keeps only the values
+    of its second half (the first window keeps all of its own), so every value has at least half a
+    window of text before it. This is the sliding-window evaluation of a language model's perplexity;
+    windows of equal length run several to a batch.
+    """
+    device = next(model.parameters()).device
+    value_head = value_head.to(device)
+    if len(ids) <= context:
+        if progress:
+            progress("inspecting", 0, 1)
+        values = _values(model, value_head, torch.tensor([ids], device=device))[0]
+        if progress:
+            progress("inspecting", 1, 1)
+        return values
+    head, body = ids[:prefix], ids[prefix:]
+    span = context - prefix  # body tokens a window holds
+    if span < 2:
+        raise UsageError(f"the model's context of {context} tokens is too short to inspect a text in windows")
+    stride = span // 2
+    starts = [*range(0, len(body) - span, stride), len(body) - span]  # the last window ends with the text
+    values = torch.empty(len(ids))
+    covered = 0  # body positions that have their value
+    per_batch = max(1, WINDOW_BATCH_TOKENS // context)
+    for first in range(0, len(starts), per_batch):
+        group = starts[first : first + per_batch]
+        batch = torch.tensor([head + body[s : s + span] for s in group], device=device)  # (G, context)
+        window_values = _values(model, value_head, batch).cpu()  # (G, context)
+        for s, v in zip(group, window_values, strict=True):
+            if s == 0:
+                values[:prefix] = v[:prefix]
+            keep_from = max(covered, s)
+            values[prefix + keep_from : prefix + s + span] = v[prefix + keep_from - s :]
+            covered = s + span
+        if progress:
+            progress("inspecting", first + len(group), len(starts))
+    return values
+
+
+def _values(model, value_head, input_ids: torch.Tensor) -> torch.Tensor:
+    """V (B, T) float32 of the value head on the model's trunk states."""
+    h_trunk, rotary, _ = model.embed_and_trunk(input_ids)  # (B, T, d)
+    return critic_values(value_head, model, input_ids, h_trunk, rotary).float()  # (B, T)
 
 
 def _received(weights: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,13 @@
-"""Loading a model folder named by a recipe's ``model`` section, with errors a user can act on."""
+"""Loading a model folder (or hub id) and its tokenizer, with errors a user can act on.
+
+Every command loads through here, so a missing folder, a file given for a folder or a folder
+without a model says so in one line, naming the setting that pointed there (``model.path``,
+``--model``), instead of the hub client's "Repo id must be in the form ...".
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -10,22 +16,75 @@ from wmtp_cli.errors import UsageError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
 
+# A hub repo id: 'name' or 'owner/name', letters, digits, '-', '_' and '.' (huggingface_hub's rules).
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+_MAKE_ONE = "convert a checkpoint with `wmtp download` or train one with `wmtp pretrain`"
+
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_causal_lm(config, device: str | None = None):
+def check_model_source(path: str, what: str = "model.path") -> None:
+    """That ``path`` is a model folder (one with config.json) or could be a hub id; a one-line error otherwise."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise UsageError(f"{what} {path} is a folder without config.json, not a model folder: {_MAKE_ONE}")
+        return
+    if local.exists():
+        raise UsageError(f"{what} {path} is a file, not a model folder: {_MAKE_ONE}")
+    if path.startswith((".", "/", "~")) or not _HUB_ID.match(path) or path.count("/") > 1:
+        raise UsageError(f"{what} {path} does not exist: {_MAKE_ONE}")
+
+
+def _load_error(path: str, what: str, thing: str, exc: Exception) -> UsageError:
+    """The one-line error for a failed ``from_pretrained``; says the folder is missing when it was read as a hub id."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if not Path(path).expanduser().exists():
+        return UsageError(
+            f"{what} {path} is not a local folder, and loading it from the hub as a repo id failed ({reason}): "
+            f"check the path, or {_MAKE_ONE}"
+        )
+    return UsageError(f"cannot load the {thing} at {what} {path}: {reason}")
+
+
+def load_causal_lm(config, device: str | None = None, what: str = "model.path"):
     """The causal LM at ``config.path`` (a converted folder or a hub id) in ``config.dtype``, in eval mode."""
     from transformers import AutoModelForCausalLM
 
     import wmtp_cli.model  # noqa: F401  (registers the MTP architecture with the Auto classes)
 
-    path = config.path
-    if not Path(path).exists() and (path.startswith((".", "/", "~")) or path.count("/") != 1):
-        raise UsageError(f"model.path {path!r} does not exist: convert a checkpoint with `wmtp download` first")
+    check_model_source(config.path, what)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[config.dtype])
+        model = AutoModelForCausalLM.from_pretrained(config.path, dtype=DTYPES[config.dtype])
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load the model at {path!r}: {str(exc).strip().splitlines()[0]}") from None
+        raise _load_error(config.path, what, "model", exc) from None
     return model.to(device or default_device()).eval()
+
+
+def load_tokenizer(path: str, what: str = "model.path", need_eos: bool = True):
+    """The tokenizer saved with the model at ``path``; with ``need_eos`` it must have an EOS token."""
+    from transformers import AutoTokenizer
+
+    check_model_source(path, what)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _load_error(path, what, "tokenizer", exc) from None
+    if need_eos and tokenizer.eos_token_id is None:
+        raise UsageError(f"the tokenizer of {what} {path} has no EOS token, which ends every completion")
+    return tokenizer
+
+
+def load_config(path: str, what: str = "model.path"):
+    """The model's config alone (no weights), e.g. to check a critic against it before loading the model."""
+    from transformers import AutoConfig
+
+    import wmtp_cli.model  # noqa: F401  (registers the MTP architecture with the Auto classes)
+
+    check_model_source(path, what)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _load_error(path, what, "config", exc) from None

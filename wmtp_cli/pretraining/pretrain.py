@@ -28,8 +28,8 @@ import torch
 
 from wmtp_cli.config import ModelConfig, Recipe, WMTPConfig, recipe_to_dict, save_resolved_recipe
 from wmtp_cli.errors import UsageError
-from wmtp_cli.io import atomic_directory, atomic_write_text
-from wmtp_cli.runs import run_folder
+from wmtp_cli.io import atomic_directory, atomic_write_text, check_output, check_replaceable
+from wmtp_cli.runs import RUN_FOLDER, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +53,26 @@ def pretrain_key(recipe: Recipe) -> str:
 
 
 def _cached(model_dir: Path, key: str, force: bool) -> bool:
+    """Whether ``model_dir`` holds this pretraining already; refuses, before any work, what cannot be replaced."""
+    check_output(model_dir, "model.path", kind="folder")
     if not model_dir.exists():
         return False
-    marker = model_dir / MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("key") == key and not force:
+    if not force and _marker_key(model_dir) == key:
         return True
     if not force:
         raise UsageError(
             f"model.path {model_dir} already exists and was not pretrained with these settings: pass --force to "
             "replace it, or point model.path elsewhere"
         )
+    check_replaceable(model_dir, "model.path", MARKER)
     return False
+
+
+def _marker_key(model_dir: Path) -> str | None:
+    try:
+        return json.loads((model_dir / MARKER).read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):  # no marker, or one that is not ours
+        return None
 
 
 def _initial_model(recipe: Recipe, tokenizer, folder: Path) -> None:
@@ -75,6 +84,8 @@ def _initial_model(recipe: Recipe, tokenizer, folder: Path) -> None:
         num_hidden_layers=p.trunk_layers + p.n_future, num_attention_heads=p.attention_heads,
         n_future_tokens=p.n_future, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        # the longest rows it trains on, here or fine-tuned with this recipe: its context (inspect-weights windows)
+        max_position_embeddings=max(p.max_length, recipe.data.max_length),
     )  # fmt: skip
     torch.manual_seed(recipe.run.seed)
     model = MTPForCausalLM(config)
@@ -99,7 +110,7 @@ def pretrain(recipe: Recipe, resume: bool = False, force: bool = False, progress
         logger.info("%s was pretrained with these settings already", model_dir)
         return PretrainResult(model_dir, True, 0, {})
 
-    work = run_folder(recipe) / "pretrain"
+    work = check_output(run_folder(recipe) / "pretrain", RUN_FOLDER, kind="folder")
     corpus_dir, init_dir = work / "corpus", work / "init"
     if not (resume and corpus_dir.exists() and init_dir.exists()):
         if progress:

@@ -34,13 +34,16 @@ class RewardModel:
     def __init__(self, path: str, batch_size: int = 16, device: str | None = None, attention: bool = False):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from wmtp_cli.model.loading import check_model_source
+
+        check_model_source(path, "reward.reward_model")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             kwargs = {"attn_implementation": "eager"} if attention else {}  # SDPA returns no attention weights
             self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype, **kwargs)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise UsageError(f"cannot load the reward model {path!r}: {str(exc).splitlines()[0]}") from None
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:  # batches need padding; the pad is masked out

@@ -25,8 +25,8 @@ from pathlib import Path
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.errors import UsageError
-from wmtp_cli.io import atomic_directory, atomic_write_text
-from wmtp_cli.runs import run_folder, scored_path, settings_key
+from wmtp_cli.io import atomic_directory, atomic_write_text, check_output
+from wmtp_cli.runs import RUN_FOLDER, run_folder, scored_path, settings_key
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +102,9 @@ class _Scorer:
 
     def policy_tokenizer(self):
         if self._policy_tokenizer is None:
-            from transformers import AutoTokenizer
+            from wmtp_cli.model.loading import load_tokenizer
 
-            self._policy_tokenizer = AutoTokenizer.from_pretrained(self.recipe.model.path)
+            self._policy_tokenizer = load_tokenizer(self.recipe.model.path, need_eos=False)
         return self._policy_tokenizer
 
     def policy(self):
@@ -195,7 +195,8 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
     from wmtp_cli.data.sources import load_problems
 
     _check_settings(recipe, allow_code_execution)
-    run_dir = run_folder(recipe)
+    run_dir = check_output(run_folder(recipe), RUN_FOLDER, kind="folder")
+    check_output(scored_path(recipe), "the scored data (data.scored)" if recipe.data.scored else RUN_FOLDER, "folder")
     cache = run_dir / "score_cache"
     key = settings_key(recipe)
     if cache.exists() and (not (cache / "key").exists() or (cache / "key").read_text() != key):

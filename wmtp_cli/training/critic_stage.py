@@ -29,15 +29,15 @@ from accelerate.utils import gather_object
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.critic import critic_values
 from wmtp_cli.data.examples import pad_id_of
-from wmtp_cli.io import atomic_write_text
+from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.losses import IGNORE_INDEX, completion_states, return_targets, value_loss_sum
-from wmtp_cli.runs import critic_folder, scored_path
+from wmtp_cli.model.loading import load_tokenizer
+from wmtp_cli.runs import RUN_FOLDER, critic_folder, scored_path
 from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, shard, split_by_task, training_examples
 from wmtp_cli.training.evaluation import pearson, roc_auc
 from wmtp_cli.training.runtime import (
     MetricsLog,
     Progress,
-    load_tokenizer,
     make_accelerator,
     require_finite,
     to_device,
@@ -130,10 +130,10 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
 
     c = recipe.critic
     began = time.perf_counter()
+    out_dir = check_output(critic_folder(recipe), RUN_FOLDER, kind="folder")
     accelerator = make_accelerator(recipe.run.mixed_precision)
     main = accelerator.is_main_process
     set_seed(recipe.run.seed)
-    out_dir = critic_folder(recipe)
 
     tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
     with accelerator.main_process_first():
@@ -168,7 +168,11 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
             total, count, _ = trainer.losses(batch)
             sums = accelerator.reduce(torch.stack([total.detach().float(), count.float()]), reduction="sum")
             loss_value = float(sums[0] / sums[1].clamp(min=1))
-            require_finite({"critic loss": loss_value}, step, "No value head was saved.")
+            causes = (
+                f"critic.lr = {c.lr:g} is too high (the value head diverged), non-finite rewards in the scored data, "
+                f"or non-finite weights in the model (model.path)"
+            )
+            require_finite({"the critic loss": (loss_value, causes)}, step, "No value head was saved.")
             (total * scale / sums[1].clamp(min=1)).backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0))
             optimizer.step()

@@ -97,7 +97,9 @@ def loss_counts(batch: dict[str, torch.Tensor], settings: ObjectiveSettings) -> 
 def metric_names(n_future: int) -> list[str]:
     """Names of the entries of the metric-sum vector that :meth:`WMTPObjective.forward` returns."""
     per_head = [f"{what}_{k}" for what in ("ce_sum", "ce_count", "weight_sum") for k in range(1, n_future + 1)]
-    return ["lm_sum", "lm_count", "vf_sum", "vf_count", "entropy_sum", "tokens", *per_head]
+    # nonfinite_*: how many of the critic's values and of the weights are NaN or infinite (a NaN stop says which)
+    return ["lm_sum", "lm_count", "vf_sum", "vf_count", "entropy_sum", "tokens", *per_head, "nonfinite_values",
+            "nonfinite_weights"]  # fmt: skip
 
 
 class WMTPObjective(nn.Module):
@@ -160,6 +162,7 @@ class WMTPObjective(nn.Module):
             w = weights[carrying]  # (N, n)
             entropy = -(w * torch.log(w.clamp_min(1e-30))).sum()
             padding = torch.zeros(s.n_future - len(per_head), device=h_trunk.device)
+            nonfinite_values = (~torch.isfinite(values)).sum() if values is not None else torch.zeros(())
             metrics = torch.cat([
                 torch.stack([lm_sum.detach().float(), carrying.sum().float(), vf_sum.detach().float(),
                              torch.as_tensor(vf_count, device=h_trunk.device).float(), entropy.float(),
@@ -167,6 +170,7 @@ class WMTPObjective(nn.Module):
                 torch.cat([torch.stack([ce.float() for _, ce, _ in per_head]), padding]),
                 torch.cat([torch.stack([torch.as_tensor(c).float() for _, _, c in per_head]), padding]),
                 w.sum(0).float(),
+                torch.stack([nonfinite_values.float().to(h_trunk.device), (~torch.isfinite(weights)).sum().float()]),
             ])  # fmt: skip
         return loss, metrics
 

@@ -53,30 +53,24 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1):
         raise UsageError(f"cannot set up training: {exc}") from None
 
 
-def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load the tokenizer of {path!r}: {str(exc).strip().splitlines()[0]}") from None
-    if tokenizer.eos_token_id is None:
-        raise UsageError(f"the tokenizer of {path!r} has no EOS token, which ends every completion")
-    return tokenizer
-
-
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def require_finite(values: dict[str, float], step: int, what_is_left: str) -> None:
-    """Stop the run with a clear message when a loss or the gradient norm is NaN or infinite."""
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+def require_finite(checks: dict[str, tuple[float, str]], step: int, what_is_left: str) -> None:
+    """Stop the run with one clear line when a checked quantity is NaN or infinite.
+
+    ``checks`` maps what was checked (``"the critic's values"``, ``"the LM loss"``) to its value and the
+    settings that can make it non-finite, in causal order: the first non-finite one is where it began
+    (NaN values make NaN weights make a NaN loss), so its causes are the advice; the rest are named.
+    """
+    bad = [(what, value, causes) for what, (value, causes) in checks.items() if not math.isfinite(value)]
     if bad:
-        names = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        first, value, causes = bad[0]
+        later = f" (and so {', '.join(what for what, _, _ in bad[1:])})" if len(bad) > 1 else ""
         raise RunError(
-            f"{names} at step {step}: stopped before the optimiser step. {what_is_left} "
-            "Lower the learning rate, clip gradients harder (wmtp.grad_clip) or check the data."
+            f"{first} became {value} at step {step}{later}: stopped before the optimiser step. {what_is_left} "
+            f"Likely causes: {causes}."
         )
 
 

@@ -19,6 +19,7 @@ optimizer, schedule, RNG and data position (a function of the step).
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,15 +31,15 @@ import torch
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.errors import UsageError
-from wmtp_cli.io import atomic_directory
-from wmtp_cli.runs import critic_source, scored_path, wmtp_folder
+from wmtp_cli.io import atomic_directory, check_output
+from wmtp_cli.model.loading import load_tokenizer
+from wmtp_cli.runs import RUN_FOLDER, critic_source, scored_path, wmtp_folder
 from wmtp_cli.training import checkpoints
 from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, training_examples
 from wmtp_cli.training.objective import ObjectiveSettings, WMTPObjective, loss_counts, metric_names
 from wmtp_cli.training.runtime import (
     MetricsLog,
     Progress,
-    load_tokenizer,
     make_accelerator,
     require_finite,
     to_device,
@@ -89,6 +90,39 @@ def _check_run_folder(run_dir: Path, resume: bool, force: bool) -> None:
     shutil.rmtree(run_dir)
 
 
+def finite_checks(named: dict[str, float], recipe: Recipe, updated: bool) -> dict[str, tuple[float, str]]:
+    """What :func:`require_finite` checks after a micro-batch's forward, in causal order, with each one's causes.
+
+    ``updated``: whether an optimiser step has run in this process; before the first, nothing has diverged
+    yet, so a non-finite value comes from what was loaded.
+    """
+    w, c = recipe.wmtp, recipe.critic
+    fp16 = "fp16" in (recipe.model.dtype, recipe.run.mixed_precision)
+    if updated:
+        critic_causes = f"the critic diverged (critic.lr = {c.lr:g}, wmtp.lambda_vf = {w.lambda_vf:g})"
+        lm_causes = f"the model diverged (wmtp.lr = {w.lr:g} is too high: lower it, or raise wmtp.warmup_steps)"
+    else:
+        critic_causes = "the value head holds non-finite weights (wmtp.critic_path)"
+        lm_causes = "the model holds non-finite weights (model.path)"
+    if fp16:
+        lm_causes += ", or fp16 overflow (prefer bf16)"
+    return {
+        "the critic's values": (_nan_if_any(named["nonfinite_values"]), critic_causes),
+        "the weights": (
+            _nan_if_any(named["nonfinite_weights"]),
+            f"wmtp.temperature = {w.temperature:g} is too small for deltas this large (raise it, or set "
+            "wmtp.zscore_delta), or non-finite dense rewards (weighting=dense_reward)",
+        ),
+        "the LM loss": (named["lm_sum"], lm_causes),
+        "the critic loss": (named["vf_sum"], f"{critic_causes}, or non-finite rewards in the scored data"),
+    }
+
+
+def _nan_if_any(count: float) -> float:
+    """A count of non-finite entries as a value :func:`require_finite` checks: NaN when there are any."""
+    return math.nan if count else 0.0
+
+
 def _record(totals: torch.Tensor, names: list[str], n_future: int, lambda_vf: float) -> dict[str, float]:
     """Per-step metrics from the summed metric vector of every micro-batch and process."""
     t = dict(zip(names, totals.tolist(), strict=True))
@@ -118,9 +152,10 @@ def train_wmtp(
     from transformers import get_cosine_schedule_with_warmup
 
     w = recipe.wmtp
+    run_dir = run_dir or wmtp_folder(recipe)
+    check_output(run_dir, RUN_FOLDER, kind="folder")
     accelerator = make_accelerator(recipe.run.mixed_precision, w.grad_accum)
     main = accelerator.is_main_process
-    run_dir = run_dir or wmtp_folder(recipe)
     if main:
         _check_run_folder(run_dir, resume, force)
         checkpoints.remove_partial(run_dir)
@@ -200,14 +235,19 @@ def train_wmtp(
                     loss, metrics = objective(batch, lm_scale, vf_scale)
                     metrics = accelerator.reduce(metrics, reduction="sum")
                     totals += metrics
-                    require_finite({"loss": float(metrics[0]) + float(metrics[2])}, step + 1, what_is_left)
+                    checks = finite_checks(dict(zip(names, metrics.tolist(), strict=True)), recipe, updated=step > 0)
+                    require_finite(checks, step + 1, what_is_left)
                     accelerator.backward(loss)
             # All parameters, frozen ones included: FSDP computes the global norm only when given exactly these.
             max_norm = w.grad_clip if w.grad_clip > 0 else float("inf")
             grad_norm = accelerator.clip_grad_norm_(objective.parameters(), max_norm)
             grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
             if accelerator.distributed_type != DistributedType.DEEPSPEED:
-                require_finite({"gradient norm": grad_norm}, step + 1, what_is_left)
+                causes = (
+                    f"wmtp.lr = {w.lr:g} is too high (lower it, or raise wmtp.warmup_steps), or no gradient "
+                    f"clipping (wmtp.grad_clip = {w.grad_clip:g})"
+                )
+                require_finite({"the gradient norm": (grad_norm, causes)}, step + 1, what_is_left)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
