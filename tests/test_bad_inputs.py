@@ -99,51 +99,40 @@ def test_inspect_weights_out_that_cannot_be_written(wmtp, trained, workdir, out)
 
 # --- input files --------------------------------------------------------------------------------------------
 
-BAD_TEXTS = {
-    "not UTF-8": (b"caf\xe9 au lait\n", "not UTF-8"),
-    "binary": (b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary"),
-}
+NOT_TEXT = ["not UTF-8", "binary", "folder"]
 
 
-@pytest.mark.parametrize("kind", [*BAD_TEXTS, "folder"])
+def not_text(path: Path, kind: str) -> str:
+    """Put something that is not a text file at ``path``; returns what the error should say."""
+    if kind == "folder":
+        path.mkdir()
+        return "is a folder"
+    path.write_bytes({"not UTF-8": b"caf\xe9 au lait\n", "binary": b"\x7fELF\x02\x01\x01\x00\x00\x00"}[kind])
+    return {"not UTF-8": "not UTF-8", "binary": "looks binary"}[kind]
+
+
+@pytest.mark.parametrize("kind", NOT_TEXT)
 def test_eval_samples_that_are_not_text(wmtp, workdir, kind):
-    samples = workdir / "samples.jsonl"
-    if kind == "folder":
-        samples.mkdir()
-        needle = "is a folder"
-    else:
-        data, needle = BAD_TEXTS[kind]
-        samples.write_bytes(data)
-    refused(wmtp, workdir, "eval", "--benchmark", "humaneval", "--samples", str(samples), "--allow-code-execution",
-            needles=(needle,))  # fmt: skip
+    needle = not_text(workdir / "samples.jsonl", kind)
+    refused(wmtp, workdir, "eval", "--benchmark", "humaneval", "--samples", str(workdir / "samples.jsonl"),
+            "--allow-code-execution", needles=("samples file", needle))  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", [*BAD_TEXTS, "folder"])
+@pytest.mark.parametrize("kind", NOT_TEXT)
 def test_recipe_that_is_not_text(wmtp, workdir, kind):
-    recipe = workdir / "r.yaml"
-    if kind == "folder":
-        recipe.mkdir()
-        needle = "is a folder"
-    else:
-        data, needle = BAD_TEXTS[kind]
-        recipe.write_bytes(data)
-    refused(wmtp, workdir, "recipe", "validate", str(recipe), needles=(needle,))
+    needle = not_text(workdir / "r.yaml", kind)
+    refused(wmtp, workdir, "recipe", "validate", str(workdir / "r.yaml"), needles=("recipe", needle))
 
 
-@pytest.mark.parametrize("kind", [*BAD_TEXTS, "folder"])
+@pytest.mark.parametrize("kind", NOT_TEXT)
 def test_inspect_weights_text_and_prompt_that_are_not_text(wmtp, trained, workdir, kind):
     critic = trained.parent / "runs" / "r" / "critic"
     good = workdir / "good.txt"
     good.write_text("def f(a):\n    return a\n")
-    bad = workdir / "bad.txt"
-    if kind == "folder":
-        bad.mkdir()
-        needle = "is a folder"
-    else:
-        data, needle = BAD_TEXTS[kind]
-        bad.write_bytes(data)
-    refused(wmtp, workdir, "inspect-weights", str(bad), "--critic", str(critic), needles=("FILE", needle))
-    refused(wmtp, workdir, "inspect-weights", str(good), "--prompt-file", str(bad), "--critic", str(critic),
+    needle = not_text(workdir / "bad.txt", kind)
+    bad = str(workdir / "bad.txt")
+    refused(wmtp, workdir, "inspect-weights", bad, "--critic", str(critic), needles=("FILE", needle))
+    refused(wmtp, workdir, "inspect-weights", str(good), "--prompt-file", bad, "--critic", str(critic),
             needles=("--prompt-file", needle))  # fmt: skip
 
 

@@ -134,8 +134,12 @@ def test_demo_runs_every_stage_and_writes_the_report(wmtp, tmp_path):
     assert summary["score"]["completions"] == 12 * 3
     assert summary["critic"]["n_test_incorrect"] == 12 and summary["critic"]["n_mutated_tokens"] > 0
     assert summary["models"][1]["train_loss"] is not None and summary["models"][0]["train_loss"] is None
-    for stage in ("pretrain", "score", "train-critic", "train-wmtp critic", "eval ntp", "total"):
-        assert summary["seconds"][stage] > 0
+    # Seconds are rounded to 0.1 in the summary, so a stage that is quick on a fast machine shows 0.0: each stage
+    # must be timed and lie within the total (rounding keeps that order), and only the whole pipeline is > 0.
+    seconds = summary["seconds"]
+    assert seconds["total"] > 0
+    for stage in ("pretrain", "score", "train-critic", "train-wmtp critic", "eval ntp"):
+        assert 0 <= seconds[stage] <= seconds["total"], (stage, seconds)
     for weighting in ("critic", "uniform", "ntp"):
         assert (tmp_path / "runs" / "d" / f"wmtp-{weighting}" / "final" / "config.json").is_file()
     page = (folder / "report.html").read_text()

@@ -8,8 +8,10 @@ Real benchmark data is in ``test_execution_benchmarks_data.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import socket
 import sys
 import tempfile
@@ -428,37 +430,43 @@ def test_excepthook_and_fake_pass_lines_do_not_pass(isolation):
 def test_forked_children_that_leave_the_session_are_killed(isolation):
     token = f"wmtp-test-{uuid.uuid4().hex}"
     program = (
-        "import os, sys\n"
+        "import os, sys, time\n"
+        "children = []\n"
         "for _ in range(20):\n"
-        "    if os.fork() == 0:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
         "        os.setsid()\n"
         f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {token!r}])\n"
-        "import glob, time\n"
-        "def running():\n"
-        "    n = 0\n"
-        "    for path in glob.glob('/proc/[0-9]*/cmdline'):\n"
-        "        try:\n"
-        f"            n += {token!r}.encode() in open(path, 'rb').read()\n"
-        "        except OSError:\n"
-        "            pass\n"
-        "    return n\n"
-        "deadline = time.monotonic() + 5\n"
-        "while running() < 20 and time.monotonic() < deadline:\n"
+        "    children.append(pid)\n"
+        # Hold the children until the test's watcher has counted them all: it says so by stopping one of
+        # them. (A fixed sleep here was too short for a watcher starved of CPU on a busy machine.)
+        "def one_ended():\n"
+        "    return any(os.waitpid(pid, os.WNOHANG)[0] for pid in children)\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not one_ended() and time.monotonic() < deadline:\n"
         "    time.sleep(0.02)\n"
-        "time.sleep(0.3)  # long enough for the test's watcher to count them too\n"
         "def answer():\n    return 41\n"
     )
     counts: list[int] = []
     watching = threading.Event()
 
     def watch():  # proof that the children existed, so that "none left" means they were killed
+        acknowledged = False
         while not watching.wait(0.05):
-            counts.append(sum(token in cmdline for _, cmdline in _proc_table().values()))
+            pids = [pid for pid, (_, cmdline) in _proc_table().items() if token in cmdline]
+            counts.append(len(pids))
+            if len(pids) == 20 and not acknowledged:
+                acknowledged = True
+                # let the program go on; the other 19 are still there for the executor to kill (if the kill
+                # fails, the program holds them until its own deadline)
+                with contextlib.suppress(OSError):
+                    os.kill(pids[0], signal.SIGKILL)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        result = run_hostile(quick(isolation, timeout_s=10.0), program, token=token)
+        # A time limit well past the program's own deadline: the handshake, not the clock, ends the hold.
+        result = run_hostile(quick(isolation, timeout_s=30.0), program, token=token)
     finally:
         watching.set()
         watcher.join()

@@ -128,7 +128,8 @@ def test_codecontests_references_all_pass():
     jobs = codecontests_jobs()
     assert len(jobs) == 224 and sum(job.n_tests for _, job in jobs) == 2239
     started = time.monotonic()
-    results = Executor().run([job for _, job in jobs])
+    # Generous limits: the references are correct, and a busy machine's speed must not decide this test.
+    results = Executor(time_limit_factor=30.0).run([job for _, job in jobs])
     report("CodeContests references", results, started)
     failures = {name: f"{r.status}: {r.detail}" for (name, _), r in zip(jobs, results, strict=True) if not r.passed}
     assert failures == {}
@@ -153,7 +154,7 @@ def test_mbpp_references_pass_but_the_known_bad_ones(split):
     jobs = mbpp_jobs(split)
     assert len(jobs) == size
     started = time.monotonic()
-    results = Executor().run([job for _, job in jobs])
+    results = Executor(timeout_s=120.0).run([job for _, job in jobs])  # task 123 alone takes ~6 s when idle
     report(f"MBPP {split} references", results, started)
     assert {task for (task, _), r in zip(jobs, results, strict=True) if not r.passed} == known_bad
     assert all(r.fraction == 1.0 for r in results if r.passed)

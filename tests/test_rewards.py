@@ -73,5 +73,8 @@ def test_attention_rewards_spread_the_sequence_reward(reward_model_dir, tmp_path
 def test_missing_reward_model_is_a_usage_error(tmp_path):
     from wmtp_cli.errors import UsageError
 
-    with pytest.raises(UsageError, match="cannot load the reward model"):
+    with pytest.raises(UsageError, match=r"reward.reward_model .*nothing-here does not exist"):
         RewardModel(str(tmp_path / "nothing-here"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"without config\.json"):
+        RewardModel(str(tmp_path / "empty"))

@@ -38,15 +38,11 @@ def check_output(path: str | os.PathLike, what: str, kind: Literal["file", "fold
             raise UsageError(f"{what} {path} is a file, not a folder: give a folder path (or remove the file)")
         _require_writable(path if kind == "folder" else path.parent, path, what)
         return path
-    for ancestor in path.absolute().parents:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise UsageError(
-                    f"{what} {path} cannot be created: {ancestor} is a file, not a folder; choose another path"
-                )
-            _require_writable(ancestor, path, what)
-            return path
-    raise UsageError(f"{what} {path} cannot be created: none of its folders exist")  # unreachable: / exists
+    nearest = next(folder for folder in path.absolute().parents if folder.exists())  # the root always does
+    if not nearest.is_dir():
+        raise UsageError(f"{what} {path} cannot be created: {nearest} is a file, not a folder; choose another path")
+    _require_writable(nearest, path, what)
+    return path
 
 
 def _require_writable(folder: Path, path: Path, what: str) -> None:
