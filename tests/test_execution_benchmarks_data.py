@@ -22,6 +22,7 @@ import pytest
 
 from wmtp_cli.data.records import assert_tests, stdio_tests
 from wmtp_cli.execution import Executor, Job
+from wmtp_cli.execution.inside.names import entry_points
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MBPP = DATA / "mbpp"
@@ -42,7 +43,12 @@ def read_jsonl(path: Path) -> list[dict]:
 def mbpp_jobs(split: str) -> list[tuple[int, Job]]:
     """MBPP: the program is ``code``; the tests ``test_list`` after ``test_setup_code``."""
     rows = read_jsonl(MBPP / f"{split}.jsonl")
-    return [(row["task_id"], Job(row["code"], assert_tests(row["test_list"], row["test_setup_code"]))) for row in rows]
+    jobs = []
+    for row in rows:
+        tests = assert_tests(row["test_list"], row["test_setup_code"])
+        names = entry_points("", row["code"], tests["setup"], tests["statements"])  # the reference's, as job_for
+        jobs.append((row["task_id"], Job(row["code"], tests, entry_points=None if names is None else tuple(names))))
+    return jobs
 
 
 def codecontests_jobs() -> list[tuple[str, Job]]:

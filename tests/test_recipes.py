@@ -15,6 +15,7 @@ from wmtp_cli.config import (
     CriticConfig,
     DataConfig,
     EvalConfig,
+    ExecutionConfig,
     ModelConfig,
     PretrainConfig,
     Recipe,
@@ -40,6 +41,7 @@ SECTION_CLASSES = [
     WMTPConfig,
     EvalConfig,
     PretrainConfig,
+    ExecutionConfig,
     RunConfig,
 ]
 

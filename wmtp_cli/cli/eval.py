@@ -56,6 +56,14 @@ def eval_command(
     allow_code_execution: Annotated[
         bool, typer.Option("--allow-code-execution", help="Allow running the completions in the sandbox.")
     ] = False,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="auto (default): bubblewrap, or refuse; bwrap; none: no isolation (unsafe: programs can read your "
+            "files and reach the network). Default: the recipe's execution.isolation.",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Summary JSON path.")] = None,
     speculative: Annotated[
         bool, typer.Option("--speculative", help="Greedy generation by self-speculative decoding (heads draft).")
@@ -70,7 +78,7 @@ def eval_command(
         recipe=recipe, overrides=overrides or (), model=model, benchmarks=benchmark, data=data, split=split,
         subset=subset, limit=limit, samples=samples, n=n, k=k, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, batch_size=batch_size, timeout=timeout, output=output, speculative=speculative,
-        head_metrics=head_metrics,
+        head_metrics=head_metrics, sandbox=sandbox,
     )  # fmt: skip
     with stage_progress() as progress:
         reports = run_eval(request, allow_code_execution=allow_code_execution, progress=progress)

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from wmtp_cli.cli.console import console as default_console
+
+
+def _quiet_library_bars() -> None:
+    """Turn off the libraries' own tqdm bars without importing them: importing transformers costs seconds,
+    and a command that never loads a model (``wmtp eval --samples``) must not pay for it."""
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"  # read when datasets is imported
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # huggingface_hub's, which transformers follows
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 @contextlib.contextmanager
@@ -20,11 +35,7 @@ def stage_progress(console: Console | None = None, transient: bool = False) -> I
     Bars go to ``console`` (stdout's by default; stderr's when stdout carries data), and with
     ``transient`` they disappear when done. Nothing is drawn until the first report.
     """
-    import datasets
-    from transformers.utils import logging as transformers_logging
-
-    datasets.disable_progress_bars()
-    transformers_logging.disable_progress_bar()
+    _quiet_library_bars()
     columns = (
         TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),

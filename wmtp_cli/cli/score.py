@@ -40,11 +40,19 @@ def score_command(
     allow_code_execution: Annotated[
         bool, typer.Option("--allow-code-execution", help="Allow running code in the sandbox (execution rewards).")
     ] = False,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="auto, bwrap or none (unsafe: no isolation); default: the recipe's execution.isolation.",
+        ),
+    ] = None,
 ) -> None:
     from wmtp_cli.config import load_recipe
     from wmtp_cli.rewards import score
 
-    resolved = load_recipe(recipe, overrides or (), need=("data", "reward"))
+    sandbox_override = [f"execution.isolation={sandbox}"] if sandbox else []
+    resolved = load_recipe(recipe, [*(overrides or ()), *sandbox_override], need=("data", "reward"))
     with stage_progress() as progress:
         result = score(resolved, allow_code_execution=allow_code_execution, progress=progress)
 

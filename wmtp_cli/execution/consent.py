@@ -10,6 +10,6 @@ def require_code_execution(allowed: bool, flag: str = "--allow-code-execution") 
     if not allowed:
         raise UsageError(
             f"running generated code needs {flag} (or reward.allow_code_execution: true in the recipe): "
-            "the programs are model output and run on this machine, sandboxed (bubblewrap where "
-            "installed, resource limits otherwise) but never perfectly isolated"
+            "the programs are model output and run on this machine, in a bubblewrap sandbox (never a perfect "
+            "isolation)"
         )

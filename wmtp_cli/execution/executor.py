@@ -1,61 +1,51 @@
 """Run many programs against their tests, a few at a time, and say how each did.
 
-Each job gets a private working folder and one harness process (see ``harness.py``) in the chosen
-sandbox (see ``sandbox.py``); a pool of threads launches and waits on them, since the work itself
-happens in the child processes. Resource limits are set by the harness itself before any program
-code runs, not by a ``preexec_fn``, which is not safe in a process with threads. Output is
-capped by ``RLIMIT_FSIZE`` on the files a program's stdout goes to: the kernel stops the write
-at the cap, so a program printing a gigabyte fails at once and nothing large is ever read here.
+The executor keeps ``workers`` slots (``slot.py``): long-lived sandboxes (``isolation.py``) whose
+servers (``inside/server.py``) run one job at a time, each in fresh forks, so the sandbox and the
+interpreter start once per slot rather than once per program. A pool of threads feeds the slots;
+the work itself happens in the servers' children. The verdict is decided outside the program's
+reach: assert tests by the judge beside it, stdin/stdout tests here (``verdicts.py``).
 
 The executor never raises because of what a program did: every way a program can misbehave ends
-as an :class:`ExecutionResult`. It does raise when the machine cannot run jobs at all (no
-temporary folder, no interpreter), rather than scoring everything 0.
+as an :class:`ExecutionResult`. It does raise when the machine cannot run jobs at all (no working
+isolation: a :class:`~wmtp_cli.errors.UsageError` saying what to do), rather than scoring
+everything 0.
 """
 
 from __future__ import annotations
 
-import ast
-import marshal
+import contextlib
 import os
-import secrets
-import selectors
-import subprocess
-import tempfile
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 
-from wmtp_cli.execution import judge
+from wmtp_cli.execution import verdicts
+from wmtp_cli.execution.isolation import describe_isolation, resolve_isolation, running_as_root
 from wmtp_cli.execution.jobs import ExecutionResult, Job
-from wmtp_cli.execution.sandbox import Sandbox, hand_over, kill_job_processes, remove_tree, resolve_isolation
+from wmtp_cli.execution.slot import Slot, SlotFailure
 
 # CodeContests' time limits are set for C++ judges (all 2 s in the sample). The slowest Python
 # reference test of the sample takes 2.0 s with both cores of a 2-core AMD EPYC busy, i.e. at the
 # limit itself; 5x leaves room for slower CI machines and still stops a loop within 10 s.
 PYTHON_TIME_FACTOR = 5.0
-REPORT_BYTES = 4 << 20  # the harness's report is one line of a few hundred bytes a test
-_STARTUP_GRACE_S = 10.0  # over the sum of the time limits, before the executor kills a harness
-
-
-def _pid_namespace() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None
+_GRACE_S = 10.0  # over a job's time limits, before the executor gives up on its slot
+_MESSAGE_OVERHEAD = 32 << 20  # a server message beyond the program's output (the judge's report, stderr tails)
 
 
 class Executor:
-    """Runs jobs in a sandbox, ``workers`` at a time (``sandbox.py`` says what is isolated how).
+    """Runs jobs in sandboxes, ``workers`` at a time (``isolation.py`` says what is isolated how).
 
     ``timeout_s``: time limit for a job whose ``timeout_s`` is None, for the whole run of assert
     tests and for each test of stdin/stdout tests. A job's own ``timeout_s`` (the source's limit,
     e.g. CodeContests' seconds per test) is multiplied by ``time_limit_factor`` instead.
-    ``memory_mb``: address-space limit of every process. ``max_output_bytes``: stdout kept per test
-    (more is a failure, and the program is stopped there). ``max_file_bytes``: largest file a
-    program may write (default: ``max_output_bytes``). ``max_processes``: processes and threads a
-    program may have at once, where the kernel can count them per job (see ``sandbox.py``).
+    ``memory_mb``: memory of a job, all its processes together. ``max_output_bytes``: stdout kept
+    per test (more is a failure, and the program is stopped there). ``max_file_bytes``: largest file
+    a program may write (default: ``max_output_bytes``). ``max_processes``: processes and threads a
+    program may have at once. ``isolation``: ``"auto"`` (bubblewrap, or refuse), ``"bwrap"`` or
+    ``"none"`` (unsafe).
 
     Stdin/stdout tests run one after another, each in a fresh fork; after the first one that
     times out the rest are not run (they count as failed), which bounds what a looping program
@@ -87,11 +77,14 @@ class Executor:
         self.max_processes = int(max_processes)
         self.max_file_bytes = int(max_file_bytes if max_file_bytes is not None else max_output_bytes)
         self.time_limit_factor = float(time_limit_factor)
-        self._sandbox = Sandbox(self.isolation)
-        self._host_pid_ns = _pid_namespace()
-        self._live: set[subprocess.Popen] = set()
+        self._slots: queue.Queue[Slot] = queue.Queue()
+        self._all_slots: list[Slot] = []
         self._lock = threading.Lock()
-        self._closing = False
+
+    @property
+    def isolation_description(self) -> str:
+        """Which isolation runs the programs, for result files."""
+        return describe_isolation(self.isolation)
 
     def __enter__(self) -> Executor:
         return self
@@ -100,11 +93,19 @@ class Executor:
         self.close()
 
     def close(self) -> None:
-        """Kill whatever is still running (after an interrupt); the executor can be used again."""
+        """Kill every sandbox (and what runs in it); the executor starts new ones if used again."""
         with self._lock:
-            live = list(self._live)
-        for proc in live:
-            kill_job_processes(proc.pid, whole_session=self.isolation == "none")
+            slots, self._all_slots = self._all_slots, []
+            self._slots = queue.Queue()
+        for slot in slots:
+            slot.close()
+
+    def __del__(self) -> None:
+        # Sandboxes of an executor nobody closed end with it (at the latest with the process: bwrap's
+        # --die-with-parent). Not when __init__ refused its arguments, nor while the interpreter shuts down.
+        with contextlib.suppress(Exception):
+            if hasattr(self, "_lock"):
+                self.close()
 
     def time_limit(self, job: Job) -> float:
         """Seconds allowed per test (stdio) or for the whole run (assert)."""
@@ -118,7 +119,6 @@ class Executor:
         if not jobs:
             return []
         results: list[ExecutionResult | None] = [None] * len(jobs)
-        self._closing = False
         with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)), thread_name_prefix="wmtp-exec") as pool:
             futures = {pool.submit(self._run_job, job): index for index, job in enumerate(jobs)}
             try:
@@ -127,17 +127,26 @@ class Executor:
                     if progress is not None:
                         progress(done, len(jobs))
             except BaseException:
-                self._closing = True
                 for future in futures:
                     future.cancel()
                 self.close()
                 raise
         return results  # type: ignore[return-value]
 
+    # -----------------------------------------------------------------------------------------
+
+    def _take_slot(self) -> Slot:
+        try:
+            return self._slots.get_nowait()
+        except queue.Empty:
+            slot = Slot(self.isolation)
+            with self._lock:
+                self._all_slots.append(slot)
+            return slot
+
     def _run_job(self, job: Job) -> ExecutionResult:
-        start = time.monotonic()
-        tests = job.tests
-        n_tests = job.n_tests
+        started = time.monotonic()
+        tests, n_tests = job.tests, job.n_tests
         if n_tests == 0:
             return ExecutionResult(False, 0, 0, "error", "the job has no tests", 0.0)
         if tests["kind"] not in ("assert", "stdio"):
@@ -146,112 +155,55 @@ class Executor:
             detail = f"{n_tests} test inputs but {len(tests['outputs'])} expected outputs"
             return ExecutionResult(False, 0, n_tests, "error", detail, 0.0)
         limit = self.time_limit(job)
-        workdir = Path(tempfile.mkdtemp(prefix="wmtp-exec-"))
+        runs = n_tests if tests["kind"] == "stdio" else 1
+        deadline = started + limit * runs + _GRACE_S + 0.1 * runs
+        slot = self._take_slot()
+        outcomes: list[dict] = []
         try:
-            launch = self._sandbox.launch(workdir)
-            marker = secrets.token_hex(16)
-            self._write_spec(workdir, job, launch, marker, limit)
-            runs = n_tests if tests["kind"] == "stdio" else 1
-            deadline = start + limit * runs + _STARTUP_GRACE_S + 0.1 * runs
-            report, timed_out, returncode = self._launch_and_wait(launch, workdir, deadline)
-            seconds = time.monotonic() - start
-            summary = _parse_report(report, marker)
-            if summary is None:
-                return judge.judge_missing_report(n_tests, returncode, timed_out, workdir, seconds)
-            try:
-                if tests["kind"] == "assert":
-                    return judge.judge_assert(summary, n_tests, limit, workdir, self.max_output_bytes, seconds)
-                return judge.judge_stdio(summary, tests["outputs"], limit, workdir, self.max_output_bytes, seconds)
-            except (KeyError, TypeError, IndexError, AttributeError):  # a report in the wrong shape
-                return judge.judge_missing_report(n_tests, returncode, timed_out, workdir, seconds)
+            for message in slot.run(self._spec(job, limit), deadline, self._message_cap()):
+                if message[0] == "test":
+                    outcomes.append(message[2])
+                elif message[0] == "result":
+                    return self._verdict(job, message[1], outcomes, limit, time.monotonic() - started)
+        except SlotFailure as failure:
+            status = "timeout" if failure.timed_out else "error"
+            return verdicts.result(0, n_tests, status, str(failure), time.monotonic() - started)
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:  # a message in the wrong shape
+            slot.close()
+            detail = f"the sandbox's server sent a malformed report ({type(exc).__name__})"
+            return verdicts.result(0, n_tests, "error", detail, time.monotonic() - started)
         finally:
-            remove_tree(workdir)
+            self._slots.put(slot)
+        return verdicts.result(0, n_tests, "error", "the sandbox's server sent no result", time.monotonic() - started)
 
-    def _write_spec(self, workdir: Path, job: Job, launch, marker: str, limit: float) -> None:
+    def _verdict(self, job: Job, summary: dict, outcomes: list[dict], limit: float, seconds: float):
+        summary = {**summary, "seconds": seconds}
+        if job.tests["kind"] == "assert":
+            return verdicts.judge_assert(summary, job.n_tests, limit, self.max_output_bytes)
+        return verdicts.judge_stdio(outcomes, job.tests["outputs"], limit, self.max_output_bytes, seconds,
+                                    summary.get("compile_error"))  # fmt: skip
+
+    def _message_cap(self) -> int:
+        # stdout travels as JSON-escaped latin-1: at most 6 bytes a byte
+        return 6 * (self.max_output_bytes + 1) + _MESSAGE_OVERHEAD
+
+    def _spec(self, job: Job, limit: float) -> dict:
         tests = job.tests
-        if tests["kind"] == "stdio":
-            for index, text in enumerate(tests["inputs"]):
-                (workdir / f"in_{index}").write_bytes(text.encode("utf-8", "surrogateescape"))
-        spec = {
-            "marker": marker,
+        assert_tests = tests["kind"] == "assert"
+        # The kernel counts RLIMIT_NPROC per user: per job where each job has its own user id (root) or its own
+        # user namespace (bubblewrap); otherwise it would count every process of the user running wmtp.
+        nproc_enforced = running_as_root() or self.isolation == "bwrap"
+        return {
             "kind": tests["kind"],
             "program": job.program,
-            "setup": tests["setup"] if tests["kind"] == "assert" else "",
-            "statements": list(tests["statements"]) if tests["kind"] == "assert" else [],
-            "n_inputs": len(tests["inputs"]) if tests["kind"] == "stdio" else 0,
+            "prefix": job.prefix if assert_tests else "",
+            "setup": tests["setup"] if assert_tests else "",
+            "statements": list(tests["statements"]) if assert_tests else [],
+            "entry_points": list(job.entry_points) if job.entry_points is not None else None,
+            "inputs": list(tests["inputs"]) if not assert_tests else [],
             "time_limit": float(limit),
             "memory_bytes": self.memory_mb * 2**20,
             "file_bytes": self.max_file_bytes + 1,  # one byte over the cap shows the program exceeded it
-            "nproc": self.max_processes if launch.nproc_enforced else None,
-            "uid": launch.uid,
-            "private_pid_ns": launch.private_pid_ns,
-            "host_pid_ns": self._host_pid_ns,
-            "subreaper": launch.subreaper,
+            "nproc": self.max_processes if nproc_enforced else None,
+            "max_output": self.max_output_bytes,
         }
-        spec_path = workdir / "spec"
-        spec_path.write_bytes(marshal.dumps(spec))
-        os.chmod(spec_path, 0o600)  # the harness reads it before any program runs, then deletes it
-        hand_over(workdir, launch)
-
-    def _launch_and_wait(self, launch, workdir: Path, deadline: float) -> tuple[bytes, bool, int | None]:
-        """Start the harness, read its report until it closes or the deadline; always clean up."""
-        if self._closing:
-            return b"", False, None
-        with open(workdir / "harness.err", "wb") as stderr:
-            proc = subprocess.Popen(
-                launch.argv,
-                cwd=launch.cwd,
-                env=launch.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-                close_fds=True,
-            )
-        with self._lock:
-            self._live.add(proc)
-        report, timed_out = b"", True
-        try:
-            # The pipe closes when the harness exits (under bwrap: when the whole namespace is gone).
-            report, timed_out = _read_until_closed(proc.stdout, deadline, REPORT_BYTES)
-        finally:
-            # Kill before reaping: until proc.wait() the process id cannot be reused by another group.
-            kill_job_processes(proc.pid, whole_session=self.isolation == "none" and (timed_out or not report))
-            proc.stdout.close()
-            proc.wait()
-            with self._lock:
-                self._live.discard(proc)
-        return report, timed_out, proc.returncode
-
-
-def _read_until_closed(stream, deadline: float, cap: int) -> tuple[bytes, bool]:
-    """Everything written to ``stream`` until its writers close it (at most ``cap`` bytes kept)."""
-    data = bytearray()
-    fd = stream.fileno()
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return bytes(data), True
-            if not selector.select(remaining):
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return bytes(data), False
-            if len(data) < cap:
-                data += chunk[: cap - len(data)]
-
-
-def _parse_report(report: bytes, marker: str) -> dict | None:
-    """The last line that starts with this run's marker, as a dict; None when there is none."""
-    prefix = marker.encode() + b" "
-    for line in reversed(report.split(b"\n")):
-        if line.startswith(prefix):
-            try:
-                summary = ast.literal_eval(line[len(prefix) :].decode("utf-8", "replace"))
-            except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-                continue
-            if isinstance(summary, dict):
-                return summary
-    return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from wmtp_cli.data.records import ProblemRecord, TestCases, program_for
+from wmtp_cli.execution.inside.names import entry_points
 
 STATUSES = ("passed", "failed", "error", "timeout", "killed", "no_marker")
 
@@ -16,11 +18,19 @@ class Job:
     ``timeout_s`` is the source's time limit per test (CodeContests' ``time_limit``, the record's
     ``time_limit_s``); the executor scales it by its ``time_limit_factor``, because those limits were
     set for C++ on the judges' machines. None: the executor's ``timeout_s``, unscaled.
+
+    Assert tests run in a judge the program cannot reach (``inside/judge_side.py``). ``prefix`` is
+    trusted text the program starts with (HumanEval's prompt): the judge runs it too, so the tests use
+    its helper functions, not the program's versions. ``entry_points`` are the names the tests take
+    from the program; None lets the judge infer them (names the tests read that neither the prefix,
+    the setup nor the builtins define).
     """
 
     program: str
     tests: TestCases
     timeout_s: float | None = None
+    prefix: str = ""
+    entry_points: tuple[str, ...] | None = None
 
     @property
     def n_tests(self) -> int:
@@ -28,8 +38,25 @@ class Job:
 
 
 def job_for(record: ProblemRecord, completion: str) -> Job:
-    """The job that checks ``completion`` (text after the record's prompt) against its tests."""
-    return Job(program_for(record, completion), record["tests"], record.get("time_limit_s"))
+    """The job that checks ``completion`` (text after the record's prompt) against its tests.
+
+    The names the tests take from the program are those the record's own reference solution
+    defines and the tests read (:func:`~wmtp_cli.execution.inside.names.entry_points`), so a
+    program cannot stand in for a builtin the tests use unless the task asked for it (MBPP 126
+    asks for a function called ``sum``).
+    """
+    tests, prefix = record["tests"], record["program_prefix"]
+    entry = None
+    if tests["kind"] == "assert" and record["solutions"]:
+        entry = _entry_points(prefix, record["solutions"][0], tests["setup"], tuple(tests["statements"]))
+    return Job(program_for(record, completion), tests, record.get("time_limit_s"), prefix, entry)
+
+
+@functools.lru_cache(maxsize=4096)
+def _entry_points(prefix: str, reference: str, setup: str, statements: tuple[str, ...]) -> tuple[str, ...] | None:
+    """:func:`entry_points` once per problem, however many samples it has (parsing costs ~1 ms)."""
+    found = entry_points(prefix, reference, setup, statements)
+    return tuple(found) if found is not None else None
 
 
 @dataclass

@@ -72,9 +72,10 @@ def _check_settings(recipe: Recipe, allow_code_execution: bool) -> None:
             "(the policy that samples, and whose tokens dense rewards align to)"
         )
     if reward.source == "execution":
-        from wmtp_cli.execution import require_code_execution
+        from wmtp_cli.execution import require_code_execution, resolve_isolation
 
         require_code_execution(allow_code_execution or reward.allow_code_execution)
+        resolve_isolation(recipe.execution.isolation)  # no working sandbox: refuse now, not after loading data
 
 
 def _completion_rows(problem: ProblemRecord, samples: list[str] | None, completions: str) -> list[dict]:
@@ -128,9 +129,16 @@ class _Scorer:
             from wmtp_cli.execution import Executor
 
             self._executor = Executor(
-                timeout_s=self.reward.timeout_s, memory_mb=self.reward.memory_mb, workers=self.reward.workers
+                timeout_s=self.reward.timeout_s,
+                memory_mb=self.reward.memory_mb,
+                workers=self.reward.workers,
+                isolation=self.recipe.execution.isolation,
             )
         return self._executor
+
+    def isolation_description(self) -> str | None:
+        """The sandbox that ran the programs (None when no program ran)."""
+        return self._executor.isolation_description if self._executor is not None else None
 
     def samples(self, problems: list[ProblemRecord], seed: int, progress: Progress | None) -> list[list[str]]:
         from wmtp_cli.data.templates import stop_sequences
@@ -235,7 +243,9 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
         raise UsageError("the data has no completions to score (no solutions, and no model samples asked for)")
     path = _write_scored(rows, scored_path(recipe))
     summary = summarize(rows)
-    atomic_write_text(run_dir / "score_summary.json", json.dumps(summary_as_dict(summary), indent=2) + "\n")
+    isolation = scorer.isolation_description()  # which sandbox ran the programs, when any ran
+    record = {"isolation": isolation, "sources": summary_as_dict(summary)}
+    atomic_write_text(run_dir / "score_summary.json", json.dumps(record, indent=2) + "\n")
     save_resolved_recipe(recipe, run_dir)
     return ScoreResult(path, run_dir, len(rows), summary, reused)
 

@@ -1,0 +1,217 @@
+"""Plain data across a pipe: the only thing a judged program can hand to the judge.
+
+Values are encoded as JSON with a few tags, so that what the judge decodes is built from ``None``,
+``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``, ``bytearray``, ``list``, ``tuple``,
+``set``, ``frozenset`` and ``dict`` alone, from builtins named by name (``int``, ``len``: each side
+takes its own), and from :class:`Handle` (an opaque number the other side maps to one of its own
+objects). Nothing in the decoded value runs code of the sender's: no
+custom ``__eq__``, no ``__hash__`` of its choosing, no ``__repr__``. Subclasses of plain types are
+sent as their base type (a ``bool`` subclass as a ``bool``, a ``Counter`` as a ``dict``), so a
+``str`` subclass whose ``__eq__`` is always true arrives as a plain ``str``.
+
+Messages are length-prefixed frames: four bytes of length, then that many bytes of JSON. A frame
+longer than the reader's cap, a truncated one, JSON that is not in this shape, or nesting deeper
+than :data:`MAX_DEPTH` is a :class:`BadMessage`, never anything else.
+
+Stdlib only: this file runs inside the sandbox, in the judge and in the program's process.
+"""
+
+import builtins
+import json
+import math
+import os
+
+MAX_DEPTH = 100  # nesting of containers in one value
+HEADER = 4
+# Builtins that may cross by name (MBPP passes ``int`` to a function): types and pure functions; not the
+# ones that run code, touch files or reach into namespaces.
+_UNSHAREABLE = {"__import__", "breakpoint", "compile", "delattr", "eval", "exec", "getattr", "globals", "help",
+                "input", "locals", "open", "print", "setattr", "vars", "exit", "quit"}  # fmt: skip
+# Bound once: in the program's process, a program that patches json.dumps for its own use must not break
+# how it answers the judge.
+_ENCODE = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+_DECODE = json.JSONDecoder().decode
+SHAREABLE_BUILTINS = frozenset(
+    name
+    for name, value in vars(builtins).items()
+    if not name.startswith("_") and name not in _UNSHAREABLE and (isinstance(value, type) or callable(value))
+)
+
+
+class BadMessage(Exception):
+    """A frame or value that is not what this protocol allows."""
+
+
+class Handle:
+    """An object that stays on the other side, named by a number."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id):
+        self.id = id
+
+
+def encode(value, handle_of=None):
+    """``value`` as bytes; an object that is not plain data becomes ``handle_of(obj)`` (a Handle), or an error."""
+    return _ENCODE(_tree(value, handle_of, 0)).encode("ascii")
+
+
+def _tree(value, handle_of, depth):
+    if depth > MAX_DEPTH:
+        raise BadMessage(f"nested deeper than {MAX_DEPTH}")
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)  # the plain value, not what a subclass's __int__ says
+    if isinstance(value, float):
+        number = float.__float__(value)
+        return number if math.isfinite(number) else {"f": repr(number)}
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, Handle):
+        return {"h": value.id}
+    name = getattr(value, "__name__", None)
+    if type(name) is str and name in SHAREABLE_BUILTINS and getattr(builtins, name, None) is value:
+        return {"B": name}
+    nested = depth + 1
+    if isinstance(value, complex):
+        return {"c": [_tree(value.real, None, nested), _tree(value.imag, None, nested)]}
+    if isinstance(value, (bytes, bytearray)):
+        return {"ba" if isinstance(value, bytearray) else "b": bytes(value).hex()}
+    if isinstance(value, list):
+        return [_tree(item, handle_of, nested) for item in list.__iter__(value)]
+    if isinstance(value, tuple):
+        return {"t": [_tree(item, handle_of, nested) for item in tuple.__iter__(value)]}
+    if isinstance(value, (set, frozenset)):
+        items = [_tree(item, handle_of, nested) for item in set.__iter__(set(value))]
+        return {"fs" if isinstance(value, frozenset) else "s": items}
+    if isinstance(value, dict):
+        pairs = dict.items(value)
+        return {"d": [[_tree(k, handle_of, nested), _tree(v, handle_of, nested)] for k, v in pairs]}
+    if handle_of is not None:
+        return {"h": handle_of(value).id}
+    raise BadMessage(f"a {type(value).__name__} is not plain data")
+
+
+def decode(data, handle_for=None):
+    """The value in ``data`` (bytes); a tagged handle becomes ``handle_for(id)`` (default: a bare :class:`Handle`)."""
+    try:
+        tree = _DECODE(data.decode("ascii"))
+        return _value(tree, handle_for or Handle, 0)
+    except BadMessage:
+        raise
+    except (ValueError, TypeError, RecursionError, MemoryError, UnicodeDecodeError, OverflowError) as exc:
+        raise BadMessage(f"not a plain value: {type(exc).__name__}") from None
+
+
+def _value(tree, handle_for, depth):
+    if depth > MAX_DEPTH:
+        raise BadMessage(f"nested deeper than {MAX_DEPTH}")
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    nested = depth + 1
+    if isinstance(tree, list):
+        return [_value(item, handle_for, nested) for item in tree]
+    if not isinstance(tree, dict) or len(tree) != 1:
+        raise BadMessage("an unknown shape")
+    ((tag, body),) = tree.items()
+    if tag == "f" and body in ("inf", "-inf", "nan"):
+        return float(body)
+    if tag == "h" and isinstance(body, int):
+        return handle_for(body)
+    if tag == "B" and body in SHAREABLE_BUILTINS:
+        return getattr(builtins, body)
+    if tag in ("b", "ba") and isinstance(body, str):
+        raw = bytes.fromhex(body)
+        return raw if tag == "b" else bytearray(raw)
+    if not isinstance(body, list):
+        raise BadMessage(f"a bad {tag!r} value")
+    items = [_value(item, handle_for, nested) for item in body]
+    if tag == "t":
+        return tuple(items)
+    if tag == "s":
+        return set(items)
+    if tag == "fs":
+        return frozenset(items)
+    if tag == "c" and len(items) == 2 and all(type(x) in (int, float) for x in items):
+        return complex(items[0], items[1])
+    if tag == "d" and all(isinstance(pair, list) and len(pair) == 2 for pair in items):
+        return dict(items)
+    raise BadMessage(f"a bad {tag!r} value")
+
+
+def write_frame(fd, payload):
+    """Write one frame (``payload`` bytes); False when the reader has gone."""
+    data = len(payload).to_bytes(HEADER, "big") + payload
+    while data:
+        try:
+            data = data[os.write(fd, data) :]
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+def read_frame(fd, cap):
+    """One frame's payload from a blocking ``fd``; None at end of file; :class:`BadMessage` past ``cap`` bytes."""
+    header = _read_exactly(fd, HEADER)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > cap:
+        raise BadMessage(f"a message of {size} bytes, over the {cap}-byte cap")
+    payload = _read_exactly(fd, size)
+    if payload is None:
+        raise BadMessage("a message cut short")
+    return payload
+
+
+class FrameReader:
+    """:func:`read_frame` on a blocking ``fd`` with one ``read`` per wake-up rather than two per frame."""
+
+    def __init__(self, fd, cap):
+        self.fd, self.cap, self.pending = fd, cap, bytearray()
+
+    def next(self):
+        """The next frame's payload; None at end of file; :class:`BadMessage` past the cap or cut short."""
+        header = self._take(HEADER, at_end_ok=True)
+        if header is None:
+            return None
+        size = int.from_bytes(header, "big")
+        if size > self.cap:
+            raise BadMessage(f"a message of {size} bytes, over the {self.cap}-byte cap")
+        return self._take(size)
+
+    def _take(self, size, at_end_ok=False):
+        while len(self.pending) < size:
+            try:
+                chunk = os.read(self.fd, max(1 << 16, size - len(self.pending)))
+            except InterruptedError:
+                continue
+            if not chunk:
+                if at_end_ok and not self.pending:
+                    return None
+                raise BadMessage("a message cut short")
+            self.pending += chunk
+        data = bytes(self.pending[:size])
+        del self.pending[:size]
+        return data
+
+
+def _read_exactly(fd, size):
+    chunks, missing = [], size
+    while missing:
+        try:
+            chunk = os.read(fd, min(missing, 1 << 20))
+        except InterruptedError:
+            continue
+        if not chunk:
+            if missing == size:
+                return None
+            raise BadMessage("a message cut short")
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)

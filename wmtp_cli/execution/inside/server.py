@@ -1,0 +1,652 @@
+"""The sandbox's server: one warm interpreter that runs many jobs, one at a time, each in fresh forks.
+
+The executor starts one server per worker slot (under bubblewrap unless told otherwise) and sends it
+jobs as frames on stdin; the server answers with frames on stdout (``plain.py``). Start-up (the
+interpreter, the modules programs use) is paid once per slot. For each job the server
+
+1. makes an empty working folder, owned by the job's user id where it can give one (running as
+   root: a random unprivileged id per job, and another for the judge);
+2. assert tests: forks the program's process (``program_side.py``: limits, user id, folder; the
+   program; then it answers calls) and the judge (``judge_side.py``: the tests, with stand-ins for
+   the program's names); stdin/stdout tests: forks the program once per test, its stdin a file the
+   server wrote, its stdout and stderr pipes the server reads;
+3. watches the job: the judge's report, the program's output (past the cap the job is killed),
+   the time limit, and the memory of the job's processes together (resident sets from ``/proc``,
+   read every :data:`MEMORY_EVERY_S`), so forks cannot multiply the budget;
+4. kills every process the job left, removes its folder and what it left in ``/tmp``, and answers.
+
+The program reaches neither the server nor the judge: they hold the pipes to the executor and to
+each other, they are non-dumpable (no ptrace, no ``/proc/<pid>/fd`` or ``mem``), and where the
+server runs as root the program runs under a user id of its own.
+
+Stdlib only; started as ``python -s -S -B server.py CONFIG`` (CONFIG: a hex-encoded frame).
+"""
+
+import contextlib
+import os
+import resource
+import select
+import signal
+import sys
+import time
+
+import judge_side
+import plain
+import program_side
+
+JOB_CAP = 256 << 20  # bytes of one job from the executor (a program and its tests' inputs)
+REPORT_CAP = 16 << 20  # bytes the judge may report for one job
+STDERR_TAIL = 4096  # bytes of a program's stderr kept, from the end
+MEMORY_EVERY_S = 0.02  # how often a running job's memory is summed
+ALARM_GRACE_S = 0.5  # past a job's deadline, the alarm that stops trusted test code stuck in a loop
+SIGKILL = 9
+HARNESS_FAILURE = 125  # exit status of a child whose server code (not the program) failed
+PAGE = os.sysconf("SC_PAGE_SIZE")
+UID_RANGE = (0x7000_0000, 0x7100_0000)  # per-job user ids when root: far above any real user
+HOST_SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # without bubblewrap, where any user may leave files
+LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC)
+# Modules most programs import: loaded once here, so every fork starts with them.
+WARM_MODULES = (
+    "abc", "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
+    "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "random",
+    "re", "statistics", "string", "textwrap", "traceback", "typing", "unicodedata",
+)  # fmt: skip
+
+
+def main():
+    config = plain.decode(bytes.fromhex(sys.argv[1]))
+    out_fd = os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)  # nothing the server's own code prints may mix into the frames
+    os.close(null)
+    server = Server(config)
+    while True:
+        try:
+            frame = plain.read_frame(0, JOB_CAP)
+        except plain.BadMessage:
+            return
+        if frame is None:
+            return
+        for message in server.run(plain.decode(frame)):
+            if not plain.write_frame(out_fd, plain.encode(message)):
+                return
+
+
+class Server:
+    """Runs jobs (see the module docstring); ``config`` says what this sandbox allows."""
+
+    def __init__(self, config):
+        self.work = config["work"]  # where job folders go (a size-limited tmpfs under bubblewrap)
+        self.tmp = config["tmp"]  # the sandbox's own /tmp, emptied after each job; None when it is the host's
+        self.switch_users = config["switch_users"]  # root: each job gets user ids of its own
+        self.own_pid_namespace = config["own_pid_namespace"]
+        self.me = os.getpid()
+        self.count = 0
+        self.folder = os.path.join(self.work, "job")  # every job's working folder, emptied between jobs
+        self.inputs = os.path.join(self.work, "in")  # the stdin of each stdio test; the server's
+        os.mkdir(self.folder, 0o700)
+        os.mkdir(self.inputs, 0o755)
+        self.unreaped = []  # killed processes of the last job, reaped once its result is sent
+        _set_dumpable(False)
+        _die_with_parent()
+        if not self.own_pid_namespace and not self.switch_users:
+            _become_subreaper()  # orphans of a job come back to us, so we can kill them
+        if hasattr(sys, "set_int_max_str_digits"):
+            sys.set_int_max_str_digits(0)  # the data's judges predate Python's 4300-digit default
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
+        _limit(resource.RLIMIT_CORE, 0)
+        self.hard_limits = {kind: resource.getrlimit(kind)[1] for kind in LIMITS}
+        # What every job's process starts with, set once here rather than in each fork (a fork's first touches
+        # of the interpreter's objects are page faults: the less it does before the program, the faster).
+        os.environ.clear()
+        os.environ.update(config["env"])
+        program_side.standard_streams()
+        for name in WARM_MODULES:
+            with contextlib.suppress(ImportError):
+                __import__(name)
+        program_side.prepare_interpreter()
+        import gc
+
+        gc.freeze()  # forks then skip the server's objects in gc.collect() (and copying their pages)
+
+    def run(self, job):
+        """Messages for the executor: ``("test", i, outcome)`` per stdio test, then ``("result", summary)``."""
+        self.count += 1
+        started = time.monotonic()
+        try:
+            code = compile(job["program"], "solution.py", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
+            yield "result", {"compile_error": program_side.describe(exc), "seconds": time.monotonic() - started}
+            return
+        uid = _random_id() if self.switch_users else None
+        folder = self.folder
+        if uid is not None:
+            os.chown(folder, uid, uid)
+        os.chmod(folder, 0o700)
+        try:
+            if job["kind"] == "assert":
+                summary = self._assert_job(job, code, folder, uid)
+            else:
+                summary = yield from self._stdio_job(job, code, folder, uid)
+            summary["compile_error"] = None
+            summary["seconds"] = time.monotonic() - started
+            yield "result", summary
+        finally:  # after the result is sent: the executor reads it while the job is taken down
+            self._clean_up(folder, uid)
+
+    # -----------------------------------------------------------------------------------------
+    # The two kinds of jobs.
+
+    def _assert_job(self, job, code, folder, uid):
+        requests_r, requests_w = os.pipe()  # judge -> program
+        replies_r, replies_w = os.pipe()  # program -> judge
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+
+        def program():
+            program_side.connect_streams(null, out_w, err_w)
+            program_side.serve_calls(code, requests_r, replies_w)
+
+        pid = self._fork(job, folder, uid, program, (requests_r, replies_w, out_w, err_w, null))
+        for fd in (requests_r, replies_w, out_w, err_w, null):
+            os.close(fd)
+        watch = Watch(self, job, uid, pid)
+        watch.read(out_r, cap=job["max_output"])
+        watch.read(err_r, tail=STDERR_TAIL)
+        deadline = time.monotonic() + job["time_limit"]
+        for fd in (requests_w, replies_r):
+            os.set_blocking(fd, False)
+        link = judge_side.Link(requests_w, replies_r, lambda fd, write: watch.wait_for(fd, write, deadline))
+        report = []
+        try:
+            with _alarm(deadline + ALARM_GRACE_S):  # a backstop for trusted test code that never returns
+                report = judge_side.judge(job, link)
+        except judge_side.JudgeStop:
+            watch.timed_out = watch.timed_out or not (watch.over_memory or watch.over_output)
+        watch.ended = time.monotonic()
+        # When the judge finished, how the program's process ends (killed now) says nothing: it is reaped after
+        # the result is sent. Otherwise its exit status or signal is part of the verdict.
+        watch.finish(reap=not any(message[0] == "done" for message in report))
+        for fd in (requests_w, replies_r):
+            os.close(fd)
+        exit_code, killed_by = _exit_and_signal(watch.statuses.get(pid))
+        run = {"timeout": watch.timed_out, "memory": watch.over_memory, "output_over": watch.over_output,
+               "exit": exit_code, "signal": killed_by, "stderr": watch.text(err_r)}  # fmt: skip
+        return {"run": run, "judge": report}
+
+    def _stdio_job(self, job, code, folder, uid):
+        inputs = self.inputs  # the server's: the program reads its input, and nothing it does changes one
+        try:
+            for index, text in enumerate(job["inputs"]):
+                path = os.path.join(inputs, str(index))
+                with open(path, "wb") as f:
+                    f.write(text.encode("utf-8", "surrogateescape"))
+                os.chmod(path, 0o444)
+                outcome = self._stdio_test(job, code, folder, uid, path)
+                yield "test", index, outcome
+                if outcome["timeout"]:
+                    break  # a program too slow for one test fails anyway; spare the rest of the budget
+        finally:
+            _remove_contents(inputs)
+        return {}
+
+    def _stdio_test(self, job, code, folder, uid, input_path):
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdin = os.open(input_path, os.O_RDONLY)
+
+        def program():
+            program_side.connect_streams(stdin, out_w, err_w)
+            program_side.run_once(code)
+
+        pid = self._fork(job, folder, uid, program, (stdin, out_w, err_w))
+        for fd in (stdin, out_w, err_w):
+            os.close(fd)
+        watch = Watch(self, job, uid, pid)
+        watch.read(out_r, cap=job["max_output"])
+        watch.read(err_r, tail=STDERR_TAIL)
+        watch.wait_exit(time.monotonic() + job["time_limit"])
+        watch.finish()
+        exit_code, killed_by = _exit_and_signal(watch.statuses.get(pid))
+        return {
+            "exit": exit_code, "signal": killed_by, "timeout": watch.timed_out, "memory": watch.over_memory,
+            "output_over": watch.over_output, "seconds": watch.seconds(),
+            "stdout": watch.data(out_r).decode("latin-1"), "stderr": watch.text(err_r),
+        }  # fmt: skip
+
+    # -----------------------------------------------------------------------------------------
+    # Processes.
+
+    def _fork(self, job, folder, uid, target, keep):
+        """A child in its own process group, holding only ``keep`` of our descriptors, with its limits and user
+        id, running ``target``; it never returns into server code."""
+        pid = os.fork()
+        if pid:
+            with contextlib.suppress(OSError):  # the child may have done it first
+                os.setpgid(pid, pid)
+            return pid
+        try:
+            os.setpgid(0, 0)
+            _close_all_but(keep)
+            cpu = int(job["time_limit"]) + 1
+            limits = {resource.RLIMIT_AS: (job["memory_bytes"],) * 2, resource.RLIMIT_FSIZE: (job["file_bytes"],) * 2,
+                      resource.RLIMIT_CPU: (cpu, cpu + 1)}  # SIGXCPU at the soft limit, SIGKILL past it  # fmt: skip
+            if job["nproc"] is not None:
+                limits[resource.RLIMIT_NPROC] = (job["nproc"],) * 2
+            for kind, (soft, hard) in limits.items():
+                ceiling = self.hard_limits[kind]  # never above the hard limit we were given: that would fail
+                if ceiling != resource.RLIM_INFINITY:
+                    soft, hard = min(soft, ceiling), min(hard, ceiling)
+                with contextlib.suppress(ValueError, OSError):
+                    resource.setrlimit(kind, (soft, hard))
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                if os.getuid() != uid or os.geteuid() != uid:
+                    raise RuntimeError("could not drop privileges")
+            os.chdir(folder)
+            os.environ["HOME"] = folder
+            if self.tmp is None:  # no private /tmp: the job's temporary files go to its own folder
+                os.environ["TMPDIR"] = folder
+            target()
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.write(2, f"harness: {program_side.describe(exc)}\n".encode("utf-8", "replace"))
+        os._exit(HARNESS_FAILURE)
+
+    def job_pids(self, uid, pids):
+        """The job's live processes: ``pids``, and every other one that can be told to be the job's (its user
+        id's; or, in our own PID namespace, everything but init and us)."""
+        found = set(pids)
+        if uid is None and not self.own_pid_namespace:
+            return found
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in (1, self.me):
+                continue
+            try:
+                if self.own_pid_namespace or os.stat(f"/proc/{name}").st_uid == uid:
+                    found.add(int(name))
+            except OSError:
+                pass
+        return found
+
+    def kill_job(self, uid, pids, reap=True):
+        """Kill every process of the job: ``pids``' groups, then whatever left them (and collect them, with
+        ``reap``)."""
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, SIGKILL)
+        if self.own_pid_namespace:
+            with contextlib.suppress(OSError):
+                os.kill(-1, SIGKILL)  # everything in our namespace but init and us: setsid() or not
+        elif uid is not None:
+            _as_user(uid, _kill_all_of_mine)  # kill(-1) as the job's user reaches exactly its processes
+        else:
+            _kill_children(self.me)  # as subreaper, orphans that left the group are our children
+        if reap:
+            _reap_all()
+
+    def _clean_up(self, folder, uid):
+        """Remove the job's folder and what it left in /tmp (its processes are gone already).
+
+        As root the server may remove whatever the job's user made (root's own privileges, or under
+        bubblewrap the capabilities it keeps for this); otherwise the job ran as the server's own user.
+        """
+        # The killed program's teardown (its memory) takes a while: collected at this or a later job's end.
+        self.unreaped = [pid for pid in self.unreaped if not _reaped(pid)]
+        _reap_all()
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)  # whatever mode the program left on it
+        _remove_contents(folder)
+        if self.tmp is not None:
+            _remove_contents(self.tmp)
+        elif uid is not None:  # the host's shared folders: what the job's own user id left there
+            for shared in HOST_SHARED_FOLDERS:
+                _remove_contents(shared, owner=uid)
+
+
+class Watch:
+    """A running job seen from the server: the pipes it writes (read as data arrives), its clock, its memory."""
+
+    def __init__(self, server, job, uid, pid):
+        self.server, self.job, self.uid, self.pid = server, job, uid, pid
+        self.statuses = {}
+        self.started = time.monotonic()
+        self.ended = None
+        self.next_memory = self.started + MEMORY_EVERY_S
+        self.poller = select.poll()
+        self.buffers, self.caps, self.tails, self.open = {}, {}, {}, set()
+        self.pidfd = None
+        try:
+            self.pidfd = os.pidfd_open(pid)
+            self.poller.register(self.pidfd, select.POLLIN)
+        except (AttributeError, OSError):
+            pass  # no pidfd: the exit is noticed at the next wake-up (at most 1 ms later)
+        self.timed_out = self.over_memory = self.over_output = False
+
+    def read(self, fd, cap=None, tail=None):
+        """Collect what arrives on ``fd``: all of it up to ``cap`` (more breaks the output limit), or its last
+        ``tail`` bytes."""
+        os.set_blocking(fd, False)
+        self.buffers[fd] = bytearray()
+        self.caps[fd], self.tails[fd] = cap, tail
+        self.open.add(fd)
+        self.poller.register(fd, select.POLLIN)
+
+    def wait_exit(self, deadline):
+        """Until the program's process has ended, the deadline, or a broken limit."""
+        try:
+            while not self._exited():
+                self._step(deadline, None, False)
+        except judge_side.JudgeStop:
+            pass
+        self.ended = time.monotonic()
+
+    def wait_for(self, fd, write, deadline):
+        """Until ``fd`` is ready to read (or ``write``), watching the job meanwhile; :class:`JudgeStop` when the
+        job breaks a limit (the judge stops there)."""
+        self.poller.register(fd, select.POLLOUT if write else select.POLLIN)
+        try:
+            while not self._step(deadline, fd, write):
+                pass
+        finally:
+            self.poller.unregister(fd)
+
+    def _step(self, deadline, fd, write):
+        """One wait for something to happen; True when ``fd`` is ready."""
+        now = time.monotonic()
+        if now >= deadline:
+            self.timed_out = True
+            raise judge_side.JudgeStop("time")
+        if now >= self.next_memory:
+            if self._memory() > self.job["memory_bytes"]:
+                self.over_memory = True
+                raise judge_side.JudgeStop("memory")
+            self.next_memory = time.monotonic() + MEMORY_EVERY_S
+        timeout = min(deadline, self.next_memory) - now
+        if self.pidfd is None:
+            timeout = min(timeout, 0.001)
+        ready = False
+        for event_fd, _ in self.poller.poll(int(timeout * 1000) + 1):
+            if event_fd == fd:
+                ready = True
+            elif event_fd == self.pidfd:
+                self.poller.unregister(self.pidfd)
+                self._exited()
+            elif event_fd in self.open:
+                self._pull(event_fd)
+        if self.over_output:
+            raise judge_side.JudgeStop("output")
+        return ready
+
+    def _exited(self):
+        if self.pid not in self.statuses:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = self.pid, 0
+            if done:
+                self.statuses[self.pid] = status
+        return self.pid in self.statuses
+
+    def finish(self, reap=True):
+        """Kill the job, wait for the program's process (with ``reap``; else the server reaps it after the
+        job), read what is left in the pipes, close them."""
+        self.server.kill_job(self.uid, () if self.pid in self.statuses else (self.pid,), reap=reap)
+        if self.pid not in self.statuses:
+            if reap:
+                try:
+                    self.statuses[self.pid] = os.waitpid(self.pid, 0)[1]
+                except ChildProcessError:
+                    self.statuses[self.pid] = 0
+            else:
+                self.server.unreaped.append(self.pid)
+        for fd in list(self.open):
+            while self._pull(fd):
+                pass
+        for fd in [*self.buffers, *([self.pidfd] if self.pidfd is not None else [])]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _pull(self, fd):
+        """Read what is there; False at end of file or when nothing is ready."""
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.poller.unregister(fd)
+            self.open.discard(fd)
+            return False
+        buffer, cap, tail = self.buffers[fd], self.caps[fd], self.tails[fd]
+        buffer += chunk
+        if tail is not None and len(buffer) > tail:
+            del buffer[: len(buffer) - tail]
+        elif cap is not None and len(buffer) > cap:
+            del buffer[cap + 1 :]  # one byte over the cap shows that the program went past it
+            self.over_output = True
+        return True
+
+    def _memory(self):
+        """Resident bytes of the job's processes together."""
+        total = 0
+        running = () if self.pid in self.statuses else (self.pid,)
+        for pid in self.server.job_pids(self.uid, running):
+            try:
+                with open(f"/proc/{pid}/statm", "rb") as f:
+                    total += int(f.read().split()[1]) * PAGE
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def seconds(self):
+        return round((self.ended or time.monotonic()) - self.started, 4)
+
+    def data(self, fd):
+        return bytes(self.buffers[fd])
+
+    def text(self, fd):
+        return self.data(fd).decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _set_dumpable(value):
+    """prctl(PR_SET_DUMPABLE): a non-dumpable process cannot be ptraced, nor its /proc entries opened, by
+    processes of its own user."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, int(value), 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _die_with_parent():
+    """SIGKILL when the process that started us ends (bubblewrap does the same for its sandbox)."""
+    try:
+        import ctypes
+
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it ended before the signal was set
+            os._exit(1)
+    except Exception:
+        pass
+
+
+def _become_subreaper():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+
+
+def _random_id():
+    """An unprivileged user id for one job's program."""
+    low, high = UID_RANGE
+    return low + int.from_bytes(os.urandom(4), "big") % (high - low)
+
+
+@contextlib.contextmanager
+def _alarm(deadline):
+    """SIGALRM at ``deadline`` raises :class:`JudgeStop` in whatever the server is running then."""
+
+    def stop(signum, frame):
+        raise judge_side.JudgeStop("time")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.monotonic()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _as_user(uid, action):
+    """Run ``action`` in a child that has taken ``uid``; wait for it."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            action()
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _kill_all_of_mine():
+    for _ in range(3):
+        try:
+            os.kill(-1, SIGKILL)
+        except OSError:
+            return
+
+
+def _kill_children(parent):
+    for _ in range(100):
+        children = _children_of(parent)
+        if not children:
+            return
+        for child in children:
+            with contextlib.suppress(OSError):
+                os.kill(child, SIGKILL)
+        _reap_all()
+
+
+def _children_of(parent):
+    children = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == parent:
+            children.append(int(name))
+    return children
+
+
+def _reaped(pid):
+    """Whether ``pid`` (killed) has been collected now; it stays a zombie until it is."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
+def _reap_all():
+    """Collect every exited child (and orphans re-parented to us)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _frames(data):
+    """Split a stream of length-prefixed frames (a cut-off last one is dropped)."""
+    frames, at = [], 0
+    while at + plain.HEADER <= len(data):
+        size = int.from_bytes(data[at : at + plain.HEADER], "big")
+        if at + plain.HEADER + size > len(data):
+            break
+        frames.append(data[at + plain.HEADER : at + plain.HEADER + size])
+        at += plain.HEADER + size
+    return frames
+
+
+def _exit_and_signal(status):
+    if status is None:
+        return None, None
+    code = os.waitstatus_to_exitcode(status)
+    return (code, None) if code >= 0 else (None, -code)
+
+
+def _close_all_but(keep):
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 65536)
+
+
+def _limit(kind, soft, hard=None):
+    """Lower a limit, never above the hard limit already there (that would fail)."""
+    hard = soft if hard is None else hard
+    _, current = resource.getrlimit(kind)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(kind, (soft, hard))
+
+
+def _remove(path):
+    """Delete a file or folder whatever modes were left on it (as far as our user id may)."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    _remove_contents(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _remove_contents(folder, owner=None):
+    """Empty ``folder`` of what our user id may remove (only what ``owner`` owns, when given); the folder stays."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if owner is not None and os.lstat(path).st_uid != owner:
+                continue
+        except OSError:
+            continue
+        _remove(path)
+
+
+if __name__ == "__main__":
+    main()

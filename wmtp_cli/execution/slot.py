@@ -1,0 +1,187 @@
+"""One worker slot: a long-lived sandbox whose server runs jobs one at a time (``inside/server.py``).
+
+The slot starts its server on first use, sends it a job, and reads its answers: frames on a pipe
+the slot opened itself, each read with a cap and against a deadline, so nothing the job does can
+make the executor block, read a host file or hold more than a bounded amount of memory. A server
+that dies, breaks the protocol or runs past a job's deadline is killed with everything in it and
+started again for the next job. Closing the slot kills it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+from wmtp_cli.execution.inside import plain
+from wmtp_cli.execution.isolation import ServerLaunch, server_launch
+
+STDERR_BYTES = 64 << 10  # the server's own stderr kept (its start-up errors)
+
+
+class _Spawner:
+    """Starts every server from one thread that lives as long as the process.
+
+    bwrap's ``--die-with-parent`` (and the server's own parent-death signal) fire when the *thread* that
+    started the process ends, not the process: started from a pool thread, a slot would die with it.
+    """
+
+    def __init__(self):
+        self._requests: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, launch: ServerLaunch) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="wmtp-sandbox-spawner", daemon=True)
+                self._thread.start()
+        answer: queue.Queue = queue.Queue(maxsize=1)
+        self._requests.put((launch, answer))
+        outcome = answer.get()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _serve(self) -> None:
+        while True:
+            launch, answer = self._requests.get()
+            try:
+                pipe = subprocess.PIPE
+                process = subprocess.Popen(launch.argv, cwd="/", env=launch.env, stdin=pipe, stdout=pipe, stderr=pipe,
+                                           start_new_session=True, close_fds=True)  # fmt: skip
+                answer.put(process)
+            except BaseException as exc:  # reported to the caller, not lost in this thread
+                answer.put(exc)
+
+
+_SPAWNER = _Spawner()
+
+
+class SlotFailure(Exception):
+    """The server could not finish a job: it died, broke the protocol, or ran past the deadline."""
+
+    def __init__(self, why: str, timed_out: bool = False):
+        super().__init__(why)
+        self.timed_out = timed_out
+
+
+class Slot:
+    """A sandbox and its server, reused from job to job."""
+
+    def __init__(self, isolation: str):
+        self.isolation = isolation
+        self._launch: ServerLaunch | None = None
+        self._process: subprocess.Popen | None = None
+        self._stderr = bytearray()
+        self._stderr_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, job: dict, deadline: float, cap: int) -> Iterator[tuple]:
+        """The server's messages for ``job`` (decoded tuples), each at most ``cap`` bytes, all before ``deadline``.
+
+        Raises :class:`SlotFailure` (and restarts the server for the next job) when it cannot finish.
+        """
+        process = self._ensure_started()
+        if not plain.write_frame(process.stdin.fileno(), plain.encode(job)):
+            self._fail("the sandbox's server stopped before the job could be sent")
+        while True:
+            payload = self._read_frame(process, deadline, cap)
+            try:
+                message = plain.decode(payload)
+            except plain.BadMessage as exc:
+                self._fail(f"the sandbox's server sent a bad message ({exc})")
+            if not isinstance(message, tuple) or not message:
+                self._fail("the sandbox's server sent a message in the wrong shape")
+            yield message
+            if message[0] == "result":
+                return
+
+    def close(self) -> None:
+        """Kill the sandbox and everything in it."""
+        with self._lock:
+            process, self._process = self._process, None
+            launch, self._launch = self._launch, None
+        if process is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            for stream in (process.stdin, process.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            process.wait()
+        if launch is not None and launch.work is not None:
+            shutil.rmtree(launch.work, ignore_errors=True)
+
+    # -----------------------------------------------------------------------------------------
+
+    def _ensure_started(self) -> subprocess.Popen:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                return self._process
+        self.close()
+        launch = server_launch(self.isolation)
+        process = _SPAWNER.start(launch)
+        self._stderr = bytearray()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(process,), daemon=True)
+        self._stderr_thread.start()
+        with self._lock:
+            self._launch, self._process = launch, process
+        return process
+
+    def _drain_stderr(self, process: subprocess.Popen) -> None:
+        """Keep the last bytes of the server's stderr (why it failed to start, if it did)."""
+        fd = process.stderr.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._stderr += chunk
+            del self._stderr[: max(0, len(self._stderr) - STDERR_BYTES)]
+
+    def _read_frame(self, process: subprocess.Popen, deadline: float, cap: int) -> bytes:
+        header = self._read_exactly(process, plain.HEADER, deadline)
+        size = int.from_bytes(header, "big")
+        if size > cap:
+            self._fail(f"the sandbox's server sent {size} bytes at once, over the {cap}-byte cap")
+        return self._read_exactly(process, size, deadline)
+
+    def _read_exactly(self, process: subprocess.Popen, size: int, deadline: float) -> bytes:
+        fd = process.stdout.fileno()
+        chunks, missing = [], size
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while missing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fail("the job ran past its overall time budget", timed_out=True)
+                if not selector.select(remaining):
+                    continue
+                chunk = os.read(fd, min(missing, 1 << 20))
+                if not chunk:
+                    self._fail(self._why_it_ended(process))
+                chunks.append(chunk)
+                missing -= len(chunk)
+        return b"".join(chunks)
+
+    def _why_it_ended(self, process: subprocess.Popen) -> str:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=1)
+        lines = bytes(self._stderr).decode("utf-8", "replace").strip().splitlines()
+        tail = f": {lines[-1]}" if lines else ""
+        return f"the sandbox's server ended (exit status {process.returncode}){tail}"
+
+    def _fail(self, why: str, timed_out: bool = False):
+        self.close()
+        raise SlotFailure(why, timed_out)
