@@ -18,11 +18,10 @@ prompt/completion rows are grouped in Python by :func:`group_prompt_completion`.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable
 from typing import Any
-
-from datasets import Features, Sequence, Value
 
 from wmtp_cli.data.records import ProblemRecord, TestCases, assert_tests, stdio_tests
 from wmtp_cli.data.templates import render_prompt
@@ -31,23 +30,25 @@ from wmtp_cli.errors import UsageError
 PYTHON3 = 3
 """CodeContests' language id for Python 3 (1 is Python 2, whose programs do not run under Python 3)."""
 
-_STRINGS = Sequence(Value("string"))
-TEST_FEATURES = Features(
-    {"kind": Value("string"), "setup": Value("string"), "statements": _STRINGS, "inputs": _STRINGS, "outputs": _STRINGS}
-)
-PROBLEM_FEATURES = Features(
-    {
-        "task_id": Value("string"),
-        "source": Value("string"),
-        "prompt": Value("string"),
-        "solutions": _STRINGS,
-        "incorrect_solutions": _STRINGS,
-        "program_prefix": Value("string"),
-        "tests": dict(TEST_FEATURES),
+
+@functools.cache
+def problem_features():
+    """The Arrow types of a :class:`ProblemRecord` row; every loader returns a data set with exactly these.
+
+    A function, so that importing this module does not import ``datasets`` (a second of start-up that
+    ``wmtp eval --samples`` on HumanEval does without).
+    """
+    from datasets import Features, Sequence, Value
+
+    strings = Sequence(Value("string"))
+    tests = {"kind": Value("string"), "setup": Value("string"), "statements": strings, "inputs": strings,
+             "outputs": strings}  # fmt: skip
+    return Features({
+        "task_id": Value("string"), "source": Value("string"), "prompt": Value("string"), "solutions": strings,
+        "incorrect_solutions": strings, "program_prefix": Value("string"), "tests": tests,
         "time_limit_s": Value("float64"),
-    }
-)
-"""The Arrow types of a :class:`ProblemRecord` row; every loader returns a data set with exactly these."""
+    })  # fmt: skip
+
 
 SIGNATURES: dict[str, frozenset[str]] = {
     "codecontests": frozenset({"name", "description", "public_tests", "solutions"}),

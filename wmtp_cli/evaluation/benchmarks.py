@@ -29,12 +29,12 @@ def load_benchmark(
 
     ``subset`` is ``data.subset``: a hub data set's configuration, or tiny-code's generator options.
     """
-    from wmtp_cli.data.sources import load_problems
+    from wmtp_cli.data.sources import load_problem_list
 
     if name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {name!r}; use one of {', '.join(BENCHMARKS)}")
     config = DataConfig(source=name, path=data, split=split or DEFAULT_SPLIT[name], limit=limit, subset=subset)
-    problems = load_problems(config, seed=0).to_list()
+    problems = load_problem_list(config, seed=0)
     if not problems:
         raise UsageError(f"benchmark {name} ({config.split} split) has no problems")
     return problems

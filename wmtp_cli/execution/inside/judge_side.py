@@ -98,13 +98,13 @@ class Link:
         return data
 
     def _send(self, payload):
+        """Write one frame; wait for room in the pipe only when it is full."""
         data = memoryview(len(payload).to_bytes(plain.HEADER, "big") + payload)
         while data:
-            self.wait(self.requests_fd, True)
             try:
                 data = data[os.write(self.requests_fd, data) :]
             except BlockingIOError:
-                continue
+                self.wait(self.requests_fd, True)
             except OSError:
                 self._end("the program's process ended")
 
