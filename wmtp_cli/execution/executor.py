@@ -15,6 +15,7 @@ everything 0.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -179,9 +180,13 @@ class Executor:
     def _verdict(self, job: Job, summary: dict, outcomes: list[dict], limit: float, seconds: float):
         summary = {**summary, "seconds": seconds}
         if job.tests["kind"] == "assert":
-            return verdicts.judge_assert(summary, job.n_tests, limit, self.max_output_bytes)
-        return verdicts.judge_stdio(outcomes, job.tests["outputs"], limit, self.max_output_bytes, seconds,
-                                    summary.get("compile_error"))  # fmt: skip
+            verdict = verdicts.judge_assert(summary, job.n_tests, limit, self.max_output_bytes)
+            cpu = summary["run"]["cpu_seconds"] if summary.get("run") else 0.0
+        else:
+            verdict = verdicts.judge_stdio(outcomes, job.tests["outputs"], limit, self.max_output_bytes, seconds,
+                                           summary.get("compile_error"))  # fmt: skip
+            cpu = sum(outcome["cpu_seconds"] for outcome in outcomes)
+        return dataclasses.replace(verdict, cpu_seconds=round(cpu, 6))
 
     def _message_cap(self) -> int:
         # stdout travels as JSON-escaped latin-1: at most 6 bytes a byte

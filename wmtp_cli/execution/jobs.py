@@ -77,6 +77,7 @@ class ExecutionResult:
     status: str
     detail: str
     seconds: float
+    cpu_seconds: float = 0.0  # the program's own CPU time (its process, all its runs), for benchmarks
 
     @property
     def fraction(self) -> float:

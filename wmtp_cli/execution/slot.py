@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import selectors
+import select
 import shutil
 import signal
 import subprocess
@@ -158,19 +158,17 @@ class Slot:
     def _read_exactly(self, process: subprocess.Popen, size: int, deadline: float) -> bytes:
         fd = process.stdout.fileno()
         chunks, missing = [], size
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while missing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._fail("the job ran past its overall time budget", timed_out=True)
-                if not selector.select(remaining):
-                    continue
-                chunk = os.read(fd, min(missing, 1 << 20))
-                if not chunk:
-                    self._fail(self._why_it_ended(process))
-                chunks.append(chunk)
-                missing -= len(chunk)
+        while missing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail("the job ran past its overall time budget", timed_out=True)
+            if not select.select([fd], [], [], remaining)[0]:
+                continue
+            chunk = os.read(fd, min(missing, 1 << 20))
+            if not chunk:
+                self._fail(self._why_it_ended(process))
+            chunks.append(chunk)
+            missing -= len(chunk)
         return b"".join(chunks)
 
     def _why_it_ended(self, process: subprocess.Popen) -> str:

@@ -66,36 +66,39 @@ class Link:
         """The next message from the program (a tuple), decoded with its handles as :class:`Remote` objects."""
         if self.ended:
             raise ProgramEnded(self.ended)
-        header = self._read(plain.HEADER, at_end_ok=True)
-        size = int.from_bytes(header, "big")
-        if size > REPLY_CAP:
-            self._end(f"the program sent {size} bytes at once, over the {REPLY_CAP}-byte cap", protocol=True)
         try:
-            message = plain.decode(self._read(size), lambda number: Remote(number, self))
+            message = plain.decode(self._frame(), lambda number: Remote(number, self))
         except plain.BadMessage as exc:
             self._end(f"the program sent something that is not plain data ({exc})", protocol=True)
         if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
             self._end("the program sent a message in the wrong shape", protocol=True)
         return message
 
-    def _read(self, size, at_end_ok=False):
-        """``size`` bytes: from what was read ahead, then from the pipe (as much as is there at each wake-up)."""
-        while len(self.pending) < size:
+    def _frame(self):
+        """The next frame's payload: from what was read ahead, reading the pipe (all that is there) as needed."""
+        pending = self.pending
+        while True:
+            if len(pending) >= plain.HEADER:
+                size = int.from_bytes(pending[: plain.HEADER], "big")
+                if size > REPLY_CAP:
+                    self._end(f"the program sent {size} bytes at once, over the {REPLY_CAP}-byte cap", protocol=True)
+                end = plain.HEADER + size
+                if len(pending) >= end:
+                    payload = bytes(pending[plain.HEADER : end])
+                    del pending[:end]
+                    return payload
             try:
-                chunk = os.read(self.replies_fd, max(1 << 16, size - len(self.pending)))
+                chunk = os.read(self.replies_fd, 1 << 16)
             except BlockingIOError:
                 self.wait(self.replies_fd, False)
                 continue
             except OSError:
                 chunk = b""
             if not chunk:
-                if at_end_ok and not self.pending:
+                if not pending:
                     self._end("the program's process ended")
                 self._end("the program's message was cut short", protocol=True)
-            self.pending += chunk
-        data = bytes(self.pending[:size])
-        del self.pending[:size]
-        return data
+            pending += chunk
 
     def _send(self, payload):
         """Write one frame; wait for room in the pipe only when it is full."""
@@ -144,7 +147,8 @@ class Remote:
         object.__setattr__(self, "_link", link)
 
     def _ask(self, op, *args):
-        return object.__getattribute__(self, "_link").ask(op, self, *args)
+        handle = plain.Handle(object.__getattribute__(self, "_number"))
+        return object.__getattribute__(self, "_link").ask(op, handle, *args)
 
     def __call__(self, *args, **kwargs):
         return self._ask("call", list(args), kwargs)

@@ -23,6 +23,8 @@ import os
 
 MAX_DEPTH = 100  # nesting of containers in one value
 HEADER = 4
+_SCALARS = frozenset({int, str, bool, type(None)})  # exact types JSON carries unchanged (floats: if finite)
+_JSON_SCALARS = _SCALARS | {float}
 # Builtins that may cross by name (MBPP passes ``int`` to a function): types and pure functions; not the
 # ones that run code, touch files or reach into namespaces.
 _UNSHAREABLE = {"__import__", "breakpoint", "compile", "delattr", "eval", "exec", "getattr", "globals", "help",
@@ -57,42 +59,67 @@ def encode(value, handle_of=None):
 
 
 def _tree(value, handle_of, depth):
+    kind = type(value)
+    # The common cases first, by exact type (a subclass goes the long way below): a call's arguments and
+    # results are mostly numbers, strings and flat lists of them.
+    if kind in _SCALARS:
+        return value
+    if kind is float and math.isfinite(value):
+        return value
+    if kind is list and all(type(item) in _SCALARS for item in value):
+        return value
     if depth > MAX_DEPTH:
         raise BadMessage(f"nested deeper than {MAX_DEPTH}")
-    if value is None or type(value) is str:
-        return value
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int.__int__(value)  # the plain value, not what a subclass's __int__ says
-    if isinstance(value, float):
-        number = float.__float__(value)
-        return number if math.isfinite(number) else {"f": repr(number)}
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, Handle):
-        return {"h": value.id}
+    exact = _EXACT.get(kind)
+    if exact is not None:
+        return exact(value, handle_of, depth + 1)
+    for base, convert in _BASES:  # subclasses of plain types: their base type's value, not their own methods
+        if isinstance(value, base):
+            return convert(value, handle_of, depth + 1)
     name = getattr(value, "__name__", None)
     if type(name) is str and name in SHAREABLE_BUILTINS and getattr(builtins, name, None) is value:
         return {"B": name}
-    nested = depth + 1
-    if isinstance(value, complex):
-        return {"c": [_tree(value.real, None, nested), _tree(value.imag, None, nested)]}
-    if isinstance(value, (bytes, bytearray)):
-        return {"ba" if isinstance(value, bytearray) else "b": bytes(value).hex()}
-    if isinstance(value, list):
-        return [_tree(item, handle_of, nested) for item in list.__iter__(value)]
-    if isinstance(value, tuple):
-        return {"t": [_tree(item, handle_of, nested) for item in tuple.__iter__(value)]}
-    if isinstance(value, (set, frozenset)):
-        items = [_tree(item, handle_of, nested) for item in set.__iter__(set(value))]
-        return {"fs" if isinstance(value, frozenset) else "s": items}
-    if isinstance(value, dict):
-        pairs = dict.items(value)
-        return {"d": [[_tree(k, handle_of, nested), _tree(v, handle_of, nested)] for k, v in pairs]}
     if handle_of is not None:
         return {"h": handle_of(value).id}
-    raise BadMessage(f"a {type(value).__name__} is not plain data")
+    raise BadMessage(f"a {kind.__name__} is not plain data")
+
+
+def _float(value, handle_of, depth):
+    number = float.__float__(value)
+    return number if math.isfinite(number) else {"f": repr(number)}
+
+
+def _items(values, handle_of, depth):
+    return [_tree(item, handle_of, depth) for item in values]
+
+
+_EXACT = {
+    tuple: lambda v, h, d: {"t": _items(v, h, d)},
+    list: _items,
+    dict: lambda v, h, d: {"d": [[_tree(k, h, d), _tree(x, h, d)] for k, x in v.items()]},
+    set: lambda v, h, d: {"s": _items(v, h, d)},
+    frozenset: lambda v, h, d: {"fs": _items(v, h, d)},
+    bytes: lambda v, h, d: {"b": v.hex()},
+    bytearray: lambda v, h, d: {"ba": v.hex()},
+    complex: lambda v, h, d: {"c": [_float(v.real, h, d), _float(v.imag, h, d)]},
+    float: _float,
+    Handle: lambda v, h, d: {"h": v.id},
+}
+_BASES = (
+    (bool, lambda v, h, d: bool(v)),
+    (int, lambda v, h, d: int.__int__(v)),  # the plain value, not what a subclass's __int__ says
+    (float, _float),
+    (str, lambda v, h, d: str.__str__(v)),
+    (complex, lambda v, h, d: {"c": [_float(complex.__getattribute__(v, "real"), h, d),
+                                     _float(complex.__getattribute__(v, "imag"), h, d)]}),
+    (bytearray, lambda v, h, d: {"ba": bytes(v).hex()}),
+    (bytes, lambda v, h, d: {"b": bytes.hex(v)}),
+    (list, lambda v, h, d: _items(list.__iter__(v), h, d)),
+    (tuple, lambda v, h, d: {"t": _items(tuple.__iter__(v), h, d)}),
+    (frozenset, lambda v, h, d: {"fs": _items(frozenset.__iter__(v), h, d)}),
+    (set, lambda v, h, d: {"s": _items(set.__iter__(v), h, d)}),
+    (dict, lambda v, h, d: {"d": [[_tree(k, h, d), _tree(x, h, d)] for k, x in dict.items(v)]}),
+)  # fmt: skip
 
 
 def decode(data, handle_for=None):
@@ -107,6 +134,9 @@ def decode(data, handle_for=None):
 
 
 def _value(tree, handle_for, depth):
+    kind = type(tree)
+    if kind in _JSON_SCALARS or (kind is list and all(type(item) in _JSON_SCALARS for item in tree)):
+        return tree  # what JSON decoding made is of these exact types: nothing to convert
     if depth > MAX_DEPTH:
         raise BadMessage(f"nested deeper than {MAX_DEPTH}")
     if tree is None or isinstance(tree, (bool, int, float, str)):

@@ -29,6 +29,7 @@ import select
 import signal
 import sys
 import time
+import warnings
 
 import judge_side
 import plain
@@ -46,10 +47,11 @@ UID_RANGE = (0x7000_0000, 0x7100_0000)  # per-job user ids when root: far above 
 HOST_SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # without bubblewrap, where any user may leave files
 LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC)
 # Modules most programs import: loaded once here, so every fork starts with them.
+# Modules the benchmarks' programs import most (HumanEval, MBPP, CodeContests, tiny-code), loaded once here
+# so that every fork starts with them; each more makes every fork a little dearer, so only these.
 WARM_MODULES = (
-    "abc", "array", "bisect", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
-    "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "random",
-    "re", "statistics", "string", "textwrap", "traceback", "typing", "unicodedata",
+    "array", "bisect", "collections", "copy", "fractions", "functools", "heapq", "io", "itertools", "math",
+    "operator", "random", "re", "string", "threading", "time", "types", "typing",
 )  # fmt: skip
 
 
@@ -82,6 +84,7 @@ class Server:
         self.own_pid_namespace = config["own_pid_namespace"]
         self.me = os.getpid()
         self.count = 0
+        self.programs = {}  # program text -> code object (immutable, so forks may share it)
         self.folder = os.path.join(self.work, "job")  # every job's working folder, emptied between jobs
         self.inputs = os.path.join(self.work, "in")  # the stdin of each stdio test; the server's
         os.mkdir(self.folder, 0o700)
@@ -115,7 +118,7 @@ class Server:
         self.count += 1
         started = time.monotonic()
         try:
-            code = compile(job["program"], "solution.py", "exec", dont_inherit=True)
+            code = self._compiled(job["program"])
         except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
             yield "result", {"compile_error": program_side.describe(exc), "seconds": time.monotonic() - started}
             return
@@ -134,6 +137,17 @@ class Server:
             yield "result", summary
         finally:  # after the result is sent: the executor reads it while the job is taken down
             self._clean_up(folder, uid)
+
+    def _compiled(self, program):
+        """The program's code object; the same text (a sample a model repeats) is compiled once."""
+        code = self.programs.get(program)
+        if code is None:
+            if len(self.programs) >= 256:
+                self.programs.clear()
+            with warnings.catch_warnings():  # a program's own syntax warnings would only fill our stderr
+                warnings.simplefilter("ignore")
+                code = self.programs[program] = compile(program, "solution.py", "exec", dont_inherit=True)
+        return code
 
     # -----------------------------------------------------------------------------------------
     # The two kinds of jobs.
@@ -173,7 +187,8 @@ class Server:
             os.close(fd)
         exit_code, killed_by = _exit_and_signal(watch.statuses.get(pid))
         run = {"timeout": watch.timed_out, "memory": watch.over_memory, "output_over": watch.over_output,
-               "exit": exit_code, "signal": killed_by, "stderr": watch.text(err_r)}  # fmt: skip
+               "exit": exit_code, "signal": killed_by, "stderr": watch.text(err_r),
+               "cpu_seconds": watch.cpu}  # fmt: skip
         return {"run": run, "judge": report}
 
     def _stdio_job(self, job, code, folder, uid):
@@ -213,7 +228,7 @@ class Server:
         return {
             "exit": exit_code, "signal": killed_by, "timeout": watch.timed_out, "memory": watch.over_memory,
             "output_over": watch.over_output, "seconds": watch.seconds(),
-            "stdout": watch.data(out_r).decode("latin-1"), "stderr": watch.text(err_r),
+            "stdout": watch.data(out_r).decode("latin-1"), "stderr": watch.text(err_r), "cpu_seconds": watch.cpu,
         }  # fmt: skip
 
     # -----------------------------------------------------------------------------------------
@@ -326,6 +341,7 @@ class Watch:
         except (AttributeError, OSError):
             pass  # no pidfd: the exit is noticed at the next wake-up (at most 1 ms later)
         self.timed_out = self.over_memory = self.over_output = False
+        self.cpu = 0.0  # CPU seconds of the program's process (its threads; not its children)
 
     def read(self, fd, cap=None, tail=None):
         """Collect what arrives on ``fd``: all of it up to ``cap`` (more breaks the output limit), or its last
@@ -385,16 +401,20 @@ class Watch:
     def _exited(self):
         if self.pid not in self.statuses:
             try:
-                done, status = os.waitpid(self.pid, os.WNOHANG)
+                done, status, usage = os.wait4(self.pid, os.WNOHANG)
             except ChildProcessError:
-                done, status = self.pid, 0
+                done, status, usage = self.pid, 0, None
             if done:
                 self.statuses[self.pid] = status
+                if usage is not None:
+                    self.cpu = usage.ru_utime + usage.ru_stime
         return self.pid in self.statuses
 
     def finish(self, reap=True):
         """Kill the job, wait for the program's process (with ``reap``; else the server reaps it after the
         job), read what is left in the pipes, close them."""
+        if self.pid not in self.statuses:
+            self.cpu = _process_cpu(self.pid)  # before it is killed: what its own computation took
         self.server.kill_job(self.uid, () if self.pid in self.statuses else (self.pid,), reap=reap)
         if self.pid not in self.statuses:
             if reap:
@@ -480,6 +500,23 @@ def _die_with_parent():
             os._exit(1)
     except Exception:
         pass
+
+
+def _process_cpu(pid):
+    """CPU seconds ``pid`` has used so far (its process CPU clock), or 0.0 where that cannot be read."""
+    try:
+        import ctypes
+
+        class Timespec(ctypes.Structure):
+            _fields_ = [("seconds", ctypes.c_long), ("nanoseconds", ctypes.c_long)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        clock, now = ctypes.c_int(), Timespec()
+        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) or libc.clock_gettime(clock, ctypes.byref(now)):
+            return 0.0
+        return now.seconds + now.nanoseconds / 1e9
+    except Exception:
+        return 0.0
 
 
 def _become_subreaper():
