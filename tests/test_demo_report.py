@@ -23,6 +23,8 @@ def _model(name: str, p1: float, p10: float, passed: int, train_loss: float | No
         "head_ce": [0.5, 0.9, 1.2, 1.4],
         "head_top1": [0.9, 0.8, 0.7, 0.6],
         "train_loss": train_loss,
+        # the weight diagnostics of a fine-tuning; the pretrained model has none
+        "weights": {"kl": 0.123, "effective_heads": 0.85} if train_loss is not None else {},
     }
 
 
@@ -112,8 +114,9 @@ def test_markdown_table_one_row_per_model_with_formatted_numbers():
     assert "pass@1" in header and "pass@10" in header
     assert [row.split("|")[1].strip() for row in rows] == ["pretrained", "critic", "uniform", "ntp"]
     critic_row = rows[1].split("|")[1:-1]
-    assert [cell.strip() for cell in critic_row] == ["critic", "0.412", "0.700", "823/2000", "0.500", "0.900", "0.550"]
-    assert rows[0].split("|")[-2].strip() == "-"  # the pretrained model has no training loss
+    assert [cell.strip() for cell in critic_row] == ["critic", "0.412", "0.700", "823/2000", "0.500", "0.900", "0.550",
+                                                     "0.123", "0.850"]  # fmt: skip
+    assert [cell.strip() for cell in rows[0].split("|")[-4:-1]] == ["-", "-", "-"]  # the pretrained model did not train
 
 
 def test_render_report_embeds_charts_views_and_escapes_the_data():

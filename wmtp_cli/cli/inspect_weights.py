@@ -199,6 +199,8 @@ def inspection_table(result, header: dict[str, str], limit: int) -> Group:
     meta.add_row("heads", str(s.n_future))
     meta.add_row("mean weight per head", "  ".join(f"h{k + 1} {w:.3f}" for k, w in enumerate(s.mean_weight_per_head)))
     meta.add_row("weight entropy", f"{s.weight_entropy:.3f} (uniform: {s.max_entropy:.3f} = log {s.n_future})")
+    for label, text in s.diagnostic_rows():
+        meta.add_row(label, text)
     top = ",  ".join(f"#{p} {tok.translate(VISIBLE)!r} {d:+.4f}" for p, tok, d in s.top_deltas)
     meta.add_row("largest |delta|", top or "-")
     for note in result.notes:

@@ -72,6 +72,15 @@ class _Stages:
         return out
 
 
+def weight_diagnostics_logged(records: list[dict]) -> dict[str, float | None]:
+    """The weight diagnostics of a fine-tuning (wmtp_cli.losses.diagnostics), averaged over its logged steps."""
+    out: dict[str, float | None] = {}
+    for name in ("kl", "effective_heads", "peaked", "delta_correlation"):
+        values = [r[f"weight_{name}"] for r in records if f"weight_{name}" in r]
+        out[name] = sum(values) / len(values) if values else None
+    return out
+
+
 def _curve(records: list[dict], key: str) -> list[tuple[int, float]]:
     return [(r["step"], r[key]) for r in records if key in r and "step" in r]
 
@@ -213,6 +222,7 @@ def run_demo(
         # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
         # A step whose rows were all below wmtp.min_reward logs no CE.
         row["train_loss"] = next((r["ce_head_1"] for r in reversed(logged.get(name, [])) if "ce_head_1" in r), None)
+        row["weights"] = weight_diagnostics_logged(logged.get(name, []))
         models.append(row)
 
     pretrain_metrics = read_metrics(run_dir / "pretrain" / "train")

@@ -111,7 +111,8 @@ def _head(values: Sequence[float] | None, index: int) -> float | None:
 def _comparison_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the comparison, shared by the Markdown and the HTML table (text not escaped)."""
     ks = summary["eval"]["k"]
-    header = ["model", *(f"pass@{k}" for k in ks), "passed", "head-1 CE", "head-1 top-1", "train head-1 CE"]
+    header = ["model", *(f"pass@{k}" for k in ks), "passed", "head-1 CE", "head-1 top-1", "train head-1 CE",
+              "weight KL", "effective heads"]  # fmt: skip
     rows = []
     for model in summary["models"]:
         rows.append(
@@ -122,6 +123,8 @@ def _comparison_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
                 _num(_head(model.get("head_ce"), 0)),
                 _num(_head(model.get("head_top1"), 0)),
                 _num(model.get("train_loss")),
+                _num((model.get("weights") or {}).get("kl")),
+                _num((model.get("weights") or {}).get("effective_heads")),
             ]
         )
     return header, rows

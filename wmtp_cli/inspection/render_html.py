@@ -143,6 +143,7 @@ def render_html(result: InspectionResult, header: dict[str, str], title: str = "
     meta["tokens"] = f"{s.n_tokens} ({s.n_trained} completion, {s.n_tokens - s.n_trained} prompt/BOS)"
     meta["mean weight per head"] = "  ".join(f"h{k + 1} {w:.3f}" for k, w in enumerate(s.mean_weight_per_head))
     meta["weight entropy"] = f"{s.weight_entropy:.3f} (uniform: {s.max_entropy:.3f})"
+    meta.update(s.diagnostic_rows())
     meta["largest |delta|"] = ",  ".join(f"#{p} {tok!r} {d:+.4f}" for p, tok, d in s.top_deltas)
     for i, note in enumerate(result.notes):
         meta[f"note {i + 1}"] = note

@@ -30,7 +30,8 @@ from wmtp_cli.critic import critic_values
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import read_text_file
 from wmtp_cli.losses import IGNORE_INDEX
-from wmtp_cli.losses.weights import critic_weights, token_deltas, weight_statistics
+from wmtp_cli.losses.diagnostics import received_weights, weight_diagnostics
+from wmtp_cli.losses.weights import critic_weights, token_deltas, valid_heads, weight_statistics
 
 # Tokens decoded together to find what one token adds to the text: enough to hold a whole UTF-8 character
 # split into byte tokens (at most 4) with room to spare.
@@ -80,6 +81,23 @@ class InspectionSummary:
     weight_entropy: float  # mean over those positions of -sum_k w log w
     max_entropy: float  # log n: the entropy of uniform weights over n heads
     top_deltas: list[tuple[int, str, float]]  # (position, token, delta) of the completion's largest |delta|
+    # how far the weights are from uniform (wmtp_cli.losses.diagnostics): kl, effective_heads, peaked,
+    # delta_correlation; None where undefined
+    diagnostics: dict[str, float | None] = field(default_factory=dict)
+
+    def diagnostic_rows(self) -> list[tuple[str, str]]:
+        """The diagnostics as (label, text) rows, for the table and the HTML page alike."""
+        d = self.diagnostics
+
+        def shown(value, spec):
+            return "-" if value is None else format(value, spec)
+
+        return [
+            ("weight KL from uniform", f"{shown(d.get('kl'), '.4f')} (uniform: 0; one-hot: log |K_t|)"),
+            ("effective heads / |K_t|", f"{shown(d.get('effective_heads'), '.3f')} (uniform: 1)"),
+            ("positions with a weight > 2/|K_t|", shown(d.get("peaked"), ".1%")),
+            ("weight received vs |delta|", f"{shown(d.get('delta_correlation'), '+.3f')} (Pearson)"),
+        ]
 
 
 @dataclass
@@ -199,7 +217,7 @@ def inspect_weights(
     values = windowed_values(model, value_head, ids, context, prefix, progress)[None]  # (1, T) float32
     weights = critic_weights(values, labels, n_future, temperature)  # (1, T, n)
     deltas = token_deltas(values)  # (1, T)
-    received = _received(weights)  # (1, T)
+    received = received_weights(weights)  # (1, T)
 
     texts = token_texts(tokenizer, ids)
     pieces = tokenizer.convert_ids_to_tokens(ids)
@@ -217,7 +235,9 @@ def inspect_weights(
             f"{len(ids):,} tokens is more than the model's context of {context:,}: values come from overlapping "
             f"windows of {context:,} tokens, each value seeing at least the {seen:,} tokens before it"
         )
-    return InspectionResult(rows, _summary(rows, weights, n_future, temperature), notes)
+    summary = _summary(rows, weights, n_future, temperature)
+    summary.diagnostics = weight_diagnostics(weights, valid_heads(labels, n_future), labels, deltas)
+    return InspectionResult(rows, summary, notes)
 
 
 def windowed_values(model, value_head, ids: list[int], context: int, prefix: int = 0, progress=None) -> torch.Tensor:
@@ -267,15 +287,6 @@ def _values(model, value_head, input_ids: torch.Tensor) -> torch.Tensor:
     """V (B, T) float32 of the value head on the model's trunk states."""
     h_trunk, rotary, _ = model.embed_and_trunk(input_ids)  # (B, T, d)
     return critic_values(value_head, model, input_ids, h_trunk, rotary).float()  # (B, T)
-
-
-def _received(weights: torch.Tensor) -> torch.Tensor:
-    """received[b, j] = sum over k of w[b, j-k, k-1]: the total weight token j gets from the heads that predict it."""
-    B, T, n = weights.shape
-    out = torch.zeros(B, T, dtype=weights.dtype, device=weights.device)
-    for k in range(1, min(n, T - 1) + 1):
-        out[:, k:] += weights[:, : T - k, k - 1]
-    return out
 
 
 def _summary(rows: list[TokenRow], weights: torch.Tensor, n_future: int, temperature: float) -> InspectionSummary:

@@ -41,12 +41,14 @@ from wmtp_cli.losses import (
     ntp_weights,
     per_head_cross_entropy,
     return_targets,
+    token_deltas,
     uniform_weights,
     valid_heads,
     value_loss_sum,
     weighted_head_loss,
     weights_from_importance,
 )
+from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostic_sums
 
 
 @dataclass
@@ -97,9 +99,10 @@ def loss_counts(batch: dict[str, torch.Tensor], settings: ObjectiveSettings) -> 
 def metric_names(n_future: int) -> list[str]:
     """Names of the entries of the metric-sum vector that :meth:`WMTPObjective.forward` returns."""
     per_head = [f"{what}_{k}" for what in ("ce_sum", "ce_count", "weight_sum") for k in range(1, n_future + 1)]
-    # nonfinite_*: how many of the critic's values and of the weights are NaN or infinite (a NaN stop says which)
+    # nonfinite_*: how many of the critic's values and of the weights are NaN or infinite (a NaN stop says which);
+    # diag_*: the sums behind the weight diagnostics (wmtp_cli.losses.diagnostics)
     return ["lm_sum", "lm_count", "vf_sum", "vf_count", "entropy_sum", "tokens", *per_head, "nonfinite_values",
-            "nonfinite_weights"]  # fmt: skip
+            "nonfinite_weights", *(f"diag_{name}" for name in SUM_NAMES)]  # fmt: skip
 
 
 class WMTPObjective(nn.Module):
@@ -161,18 +164,28 @@ class WMTPObjective(nn.Module):
             carrying = weights.sum(-1) > 0  # (B, T)
             w = weights[carrying]  # (N, n)
             entropy = -(w * torch.log(w.clamp_min(1e-30))).sum()
-            padding = torch.zeros(s.n_future - len(per_head), device=h_trunk.device)
+            padding = torch.zeros(s.n_future - len(per_head), device=h_trunk.device, dtype=torch.float64)
             nonfinite_values = (~torch.isfinite(values)).sum() if values is not None else torch.zeros(())
             metrics = torch.cat([
-                torch.stack([lm_sum.detach().float(), carrying.sum().float(), vf_sum.detach().float(),
-                             torch.as_tensor(vf_count, device=h_trunk.device).float(), entropy.float(),
-                             (batch["attention_mask"].sum()).float()]),
-                torch.cat([torch.stack([ce.float() for _, ce, _ in per_head]), padding]),
-                torch.cat([torch.stack([torch.as_tensor(c).float() for _, _, c in per_head]), padding]),
-                w.sum(0).float(),
-                torch.stack([nonfinite_values.float().to(h_trunk.device), (~torch.isfinite(weights)).sum().float()]),
+                torch.stack([lm_sum.detach().double(), carrying.sum().double(), vf_sum.detach().double(),
+                             torch.as_tensor(vf_count, device=h_trunk.device).double(), entropy.double(),
+                             (batch["attention_mask"].sum()).double()]),
+                torch.cat([torch.stack([ce.double() for _, ce, _ in per_head]), padding]),
+                torch.cat([torch.stack([torch.as_tensor(c).double() for _, _, c in per_head]), padding]),
+                w.sum(0).double(),
+                torch.stack([nonfinite_values.double().to(h_trunk.device), (~torch.isfinite(weights)).sum().double()]),
+                diagnostic_sums(weights, valid_heads(labels, s.n_future), labels,
+                                self._importance(values, batch)).double(),
             ])  # fmt: skip
         return loss, metrics
+
+    def _importance(self, values: torch.Tensor | None, batch: dict) -> torch.Tensor | None:
+        """What the weights are a softmax of, per token (delta, or the dense rewards): the diagnostics' |delta|."""
+        if self.settings.weighting == "critic":
+            return token_deltas(values.detach())
+        if self.settings.weighting == "dense_reward":
+            return batch["dense"]
+        return None
 
     def _head_losses(self, h_trunk, rotary, labels, weights) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(sum_t w CE, sum of CE, valid positions)`` of each active head."""

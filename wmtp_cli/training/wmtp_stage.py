@@ -32,6 +32,7 @@ from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, check_output
+from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostics_from_sums
 from wmtp_cli.model.loading import load_tokenizer
 from wmtp_cli.runs import RUN_FOLDER, critic_source, scored_path, wmtp_folder
 from wmtp_cli.training import checkpoints
@@ -136,6 +137,8 @@ def _record(totals: torch.Tensor, names: list[str], n_future: int, lambda_vf: fl
             out[f"ce_head_{k}"] = t[f"ce_sum_{k}"] / count
         out[f"weight_head_{k}"] = t[f"weight_sum_{k}"] / lm_count
     out["weight_entropy"] = t["entropy_sum"] / lm_count
+    diagnostics = diagnostics_from_sums([t[f"diag_{name}"] for name in SUM_NAMES])
+    out.update({f"weight_{name}": value for name, value in diagnostics.items() if value is not None})
     out["tokens"] = t["tokens"]
     return out
 
@@ -229,7 +232,7 @@ def train_wmtp(
             counts = accelerator.reduce(sum(loss_counts(b, settings) for b in micro), reduction="sum")
             lm_scale = scale_factor / max(int(counts[0]), 1)
             vf_scale = scale_factor / max(int(counts[1]), 1)
-            totals = torch.zeros(len(names), device=accelerator.device)
+            totals = torch.zeros(len(names), device=accelerator.device, dtype=torch.float64)  # sums of many terms
             for batch in micro:
                 with accelerator.accumulate(objective):
                     loss, metrics = objective(batch, lm_scale, vf_scale)
