@@ -7,7 +7,18 @@ import sys
 
 import typer
 
-from wmtp_cli.cli import demo, download, eval, inspect_weights, pretrain, recipe, score, train_critic, train_wmtp
+from wmtp_cli.cli import (
+    compare,
+    demo,
+    download,
+    eval,
+    inspect_weights,
+    pretrain,
+    recipe,
+    score,
+    train_critic,
+    train_wmtp,
+)
 from wmtp_cli.cli.console import console, error_console
 
 app = typer.Typer(
@@ -45,6 +56,7 @@ score.register(app)
 train_critic.register(app)
 train_wmtp.register(app)
 eval.register(app)
+compare.register(app)
 recipe.register(app)
 inspect_weights.register(app)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_write_text, check_output
+from wmtp_cli.losses.diagnostics import logged_diagnostics
 from wmtp_cli.runs import RUN_FOLDER, critic_folder, run_folder
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,6 @@ class _Stages:
         out = work(progress)
         self.seconds[name] = time.perf_counter() - began
         return out
-
-
-def weight_diagnostics_logged(records: list[dict]) -> dict[str, float | None]:
-    """The weight diagnostics of a fine-tuning (wmtp_cli.losses.diagnostics), averaged over its logged steps."""
-    out: dict[str, float | None] = {}
-    for name in ("kl", "effective_heads", "peaked", "delta_correlation"):
-        values = [r[f"weight_{name}"] for r in records if f"weight_{name}" in r]
-        out[name] = sum(values) / len(values) if values else None
-    return out
 
 
 def _curve(records: list[dict], key: str) -> list[tuple[int, float]]:
@@ -137,19 +129,10 @@ def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
 
 
 def _eval_request(recipe: Recipe, name: str, model_dir: Path, out_dir: Path):
-    from wmtp_cli.config import ModelConfig
     from wmtp_cli.evaluation.runner import EvalRequest
 
-    e = recipe.eval
-    request = EvalRequest(
-        benchmarks=["tiny-code"], k=sorted(set(e.k)), n=e.n_samples, temperature=e.temperature, top_p=e.top_p,
-        max_new_tokens=e.max_new_tokens, timeout_s=e.timeout_s, batch_size=e.batch_size,
-        model=ModelConfig(path=str(model_dir), dtype="fp32"), samples=None, data=None, split="test",
-        subsets={"tiny-code": recipe.data.subset}, limit=None, output_dir=out_dir, output=out_dir / f"{name}.json",
-        seed=recipe.run.seed, head_metrics=True, isolation=recipe.execution.isolation,
-    )  # fmt: skip
-    request.check()
-    return request
+    fp32 = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, dtype="fp32"))
+    return EvalRequest.for_model(fp32, model_dir, out_dir, output=out_dir / f"{name}.json", head_metrics=True)
 
 
 def _evaluate(recipe: Recipe, name: str, model_dir: Path, out_dir: Path, allow: bool, progress) -> dict:
@@ -222,7 +205,7 @@ def run_demo(
         # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
         # A step whose rows were all below wmtp.min_reward logs no CE.
         row["train_loss"] = next((r["ce_head_1"] for r in reversed(logged.get(name, [])) if "ce_head_1" in r), None)
-        row["weights"] = weight_diagnostics_logged(logged.get(name, []))
+        row["weights"] = logged_diagnostics(logged.get(name, []))
         models.append(row)
 
     pretrain_metrics = read_metrics(run_dir / "pretrain" / "train")

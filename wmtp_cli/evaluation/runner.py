@@ -89,6 +89,25 @@ class EvalRequest:
         request.check()
         return request
 
+    @classmethod
+    def for_model(
+        cls, recipe, model_dir: Path, output_dir: Path, output: Path | None = None, head_metrics: bool = False
+    ) -> EvalRequest:
+        """The recipe's eval section applied to the model folder ``model_dir`` (a fine-tuned ``final/``, say):
+        its benchmarks (each's default split; the recipe's data.subset for the benchmark its data comes from),
+        sampled with the recipe's seed, in its sandbox."""
+        e = recipe.eval
+        request = cls(
+            benchmarks=list(e.benchmarks), k=sorted(set(e.k)), n=e.n_samples, temperature=e.temperature,
+            top_p=e.top_p, max_new_tokens=e.max_new_tokens, timeout_s=e.timeout_s, batch_size=e.batch_size,
+            model=ModelConfig(path=str(model_dir), dtype=recipe.model.dtype if recipe.model else "fp32"),
+            samples=None, data=None, split=None, limit=None, output_dir=output_dir, output=output,
+            subsets={recipe.data.source: recipe.data.subset}, seed=recipe.run.seed, head_metrics=head_metrics,
+            isolation=recipe.execution.isolation,
+        )  # fmt: skip
+        request.check()
+        return request
+
     def check(self) -> None:
         """Refuse settings that cannot work, and outputs that cannot be written, before any work."""
         if self.samples is None and self.model is None:

@@ -30,6 +30,7 @@ from wmtp_cli.losses.mtp import IGNORE_INDEX
 SUM_NAMES = ("positions", "kl_sum", "effective_sum", "peaked_sum", "pairs", "x_sum", "y_sum", "xx_sum", "yy_sum",
              "xy_sum")  # fmt: skip
 """The entries of the vector :func:`diagnostic_sums` returns, in order."""
+DIAGNOSTICS = ("kl", "effective_heads", "peaked", "delta_correlation")
 
 
 def received_weights(weights: torch.Tensor) -> torch.Tensor:
@@ -89,6 +90,15 @@ def diagnostics_from_sums(sums: torch.Tensor | list[float]) -> dict[str, float |
         # a variance at rounding level is a constant: uniform weights, or a critic that says nothing
         if var_x > 1e-12 * max(s["xx_sum"], 1e-300) and var_y > 1e-12 * max(s["yy_sum"], 1e-300):
             out["delta_correlation"] = cov / math.sqrt(var_x * var_y)
+    return out
+
+
+def logged_diagnostics(records: list[dict]) -> dict[str, float | None]:
+    """The diagnostics a training run logged (``weight_<name>`` in metrics.jsonl), averaged over its log steps."""
+    out: dict[str, float | None] = {}
+    for name in DIAGNOSTICS:
+        values = [r[f"weight_{name}"] for r in records if r.get(f"weight_{name}") is not None]
+        out[name] = sum(values) / len(values) if values else None
     return out
 
 
