@@ -92,3 +92,16 @@ def test_bad_inputs_are_one_line(wmtp, tmp_path, extra, needle):
     result = wmtp("compare", str(recipe), *extra)
     assert_usage_error(result, needle)
     assert not (tmp_path / "run-compare").exists() and not any(tmp_path.rglob("compare"))
+
+
+def test_the_options_on_delta_are_off_for_the_weightings_that_use_no_delta(tmp_path):
+    from wmtp_cli.compare import plan_compare
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"model": {"path": str(tmp_path / "m")}, "wmtp": {"zscore_delta": True},
+                                  "run": {"output_dir": str(tmp_path)}}))  # fmt: skip
+    plan = plan_compare(recipe, (), [0, 1], ["critic", "uniform", "ntp"], (None, []), "uniform")
+    flags = {(cell.weighting, cell.seed): plan.recipes[cell].wmtp.zscore_delta for cell in plan.cells}
+    assert flags == {("critic", 0): True, ("critic", 1): True, ("uniform", 0): False, ("uniform", 1): False,
+                     ("ntp", 0): False, ("ntp", 1): False}  # fmt: skip
+    assert {plan.recipes[cell].run.seed for cell in plan.cells} == {0, 1}

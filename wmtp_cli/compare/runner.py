@@ -145,6 +145,8 @@ def plan_compare(
 def _cell_recipe(plan: ComparePlan, cell: Cell) -> Recipe:
     extra = [f"run.seed={cell.seed}", f"wmtp.weighting={cell.weighting}",
              f"run.output_dir={plan.folder / 'runs'}", f"run.name={cell.name(plan.grid_key)}"]  # fmt: skip
+    if cell.weighting in ("uniform", "ntp"):  # they use no delta, so the options on delta do not apply
+        extra += ["wmtp.abs_delta=false", "wmtp.zscore_delta=false"]
     if plan.grid_key is not None:
         extra.append(f"{plan.grid_key}={_yaml(cell.grid)}")
     try:

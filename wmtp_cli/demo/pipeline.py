@@ -91,7 +91,13 @@ def _label_agreement(scored: Path) -> dict:
 
 
 def _with_weighting(recipe: Recipe, weighting: str) -> Recipe:
-    return dataclasses.replace(recipe, wmtp=dataclasses.replace(recipe.wmtp, weighting=weighting))
+    """The recipe with another weighting; uniform and ntp use no delta, so the options on delta are off."""
+    no_delta = weighting in ("uniform", "ntp")
+    wmtp = dataclasses.replace(
+        recipe.wmtp, weighting=weighting, abs_delta=recipe.wmtp.abs_delta and not no_delta,
+        zscore_delta=recipe.wmtp.zscore_delta and not no_delta,
+    )  # fmt: skip
+    return dataclasses.replace(recipe, wmtp=wmtp)
 
 
 def _test_data(recipe: Recipe):
@@ -131,7 +137,11 @@ def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
 def _eval_request(recipe: Recipe, name: str, model_dir: Path, out_dir: Path):
     from wmtp_cli.evaluation.runner import EvalRequest
 
-    fp32 = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, dtype="fp32"))
+    # The demo's evidence is about tiny-code, whatever benchmarks the recipe's eval section lists.
+    fp32 = dataclasses.replace(
+        recipe, model=dataclasses.replace(recipe.model, dtype="fp32"),
+        eval=dataclasses.replace(recipe.eval, benchmarks=["tiny-code"]),
+    )  # fmt: skip
     return EvalRequest.for_model(fp32, model_dir, out_dir, output=out_dir / f"{name}.json", head_metrics=True)
 
 
