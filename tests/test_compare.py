@@ -69,6 +69,9 @@ def test_compare_resumes_after_a_kill_and_its_table_recomputes(wmtp, tmp_path):
     rows = {row["weighting"]: row for row in table["benchmarks"]["tiny-code"]["rows"]}
     assert rows["uniform"]["vs_baseline"] is None and set(rows["critic"]["vs_baseline"]) == {"1", "2"}
     assert rows["uniform"]["weights"]["kl"] == pytest.approx(0, abs=1e-6)
+    for seed in (0, 1):
+        own = [line["pass_at_k"]["1"] for line in lines if line["weighting"] == "critic" and line["seed"] == seed]
+        assert rows["critic"]["per_seed"]["1"][seed] == pytest.approx(sum(own) / len(own))
     assert (folder / "pass_at_1.png").stat().st_size > 1000
     assert (folder / "recipe.yaml").is_file() and (folder / "run_info.json").is_file()
     assert "pass@1 (95% CI)" in (folder / "table.md").read_text()

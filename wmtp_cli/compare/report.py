@@ -63,6 +63,7 @@ def _benchmark_table(rows: list[dict], baseline: str, diagnostics: dict[tuple, d
     for weighting, grid in cells:
         row: dict[str, Any] = {"weighting": weighting, "grid": None if grid is None else json.loads(grid),
                                "pass_at_k": {k: bootstrap_mean(matrix(weighting, grid, k)).as_dict() for k in ks},
+                               "per_seed": {k: [sum(r) / len(r) for r in matrix(weighting, grid, k)] for k in ks},
                                "vs_baseline": None}  # fmt: skip
         if weighting != baseline and (baseline, grid) in cells:
             row["vs_baseline"] = {
@@ -97,6 +98,11 @@ def _interval(d: dict, digits: int = 3) -> str:
     return f"{d['mean']:.{digits}f} [{d['low']:.{digits}f}, {d['high']:.{digits}f}]"
 
 
+def _p_value(p: float) -> str:
+    """A permutation p-value is never 0 (the observed arrangement counts): below the table's resolution, say so."""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def _label(row: dict, grid_key: str | None) -> str:
     return row["weighting"] + (f" ({grid_key.split('.')[-1]}={row['grid']})" if grid_key and row["grid"] is not None
                                else "")  # fmt: skip
@@ -109,10 +115,11 @@ def markdown(table: dict) -> str:
     baseline, grid_key = table["baseline"], table.get("grid_key")
     for benchmark, result in table["benchmarks"].items():
         ks = result["k"]
-        header = ["cell", *(f"pass@{k} (95% CI)" for k in ks), *(f"Δpass@{k} vs {baseline} (95% CI; p)" for k in ks),
-                  "weight KL", "effective heads"]  # fmt: skip
-        lines = [f"**{benchmark}**: {result['n_problems']} problems x seeds {result['seeds']}; intervals by bootstrap "
-                 "over problems and seeds, p-values by paired permutation (same seed, same problem).", "",
+        header = ["cell", *(f"pass@{k} (95% CI)" for k in ks), f"pass@{ks[0]} by seed",
+                  *(f"Δpass@{k} vs {baseline} (95% CI; p)" for k in ks), "weight KL", "effective heads"]  # fmt: skip
+        lines = [f"**{benchmark}**: {result['n_problems']} problems x seeds {result['seeds']} (by seed: in that "
+                 "order); intervals by bootstrap over problems and seeds, p-values by paired permutation (same seed, "
+                 "same problem).", "",
                  "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]  # fmt: skip
         for row in result["rows"]:
             weights = row.get("weights") or {}
@@ -120,7 +127,8 @@ def markdown(table: dict) -> str:
             cells = [
                 _label(row, grid_key),
                 *(_interval(row["pass_at_k"][k]) for k in ks),
-                *((f"{_interval(diffs[k])}; p={diffs[k]['p_value']:.3f}" if diffs else MISSING) for k in ks),
+                " / ".join(f"{v:.3f}" for v in row["per_seed"][ks[0]]),
+                *((f"{_interval(diffs[k])}; {_p_value(diffs[k]['p_value'])}" if diffs else MISSING) for k in ks),
                 MISSING if weights.get("kl") is None else f"{weights['kl']:.4f}",
                 MISSING if weights.get("effective_heads") is None else f"{weights['effective_heads']:.3f}",
             ]
