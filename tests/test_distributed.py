@@ -1,179 +1,38 @@
 """Data-parallel training: ``train-wmtp`` on 2 CPU processes (gloo) matches one process with the same global batch.
 
-``accelerate launch --cpu --num_processes 2`` can fall back to a single process on a machine with few
-cores, so the test starts the two processes with ``torchrun``; accelerate reads the environment it sets
-(RANK, WORLD_SIZE, ...) and runs MULTI_CPU on gloo, which is the same code path a DDP launch takes. The
-single-process run is :func:`wmtp_cli.training.train_wmtp` in the test's own process, which is what
-``wmtp train-wmtp`` calls.
+The single-process run is :func:`wmtp_cli.training.train_wmtp` in the test's own process, which is what
+``wmtp train-wmtp`` calls; the two processes are started by ``torchrun`` (torchrun_helpers.py).
 
-Also: the accelerate configs in ``recipes/accelerate/`` load, and the FSDP one wraps a class that exists.
+Also: the accelerate configs in ``recipes/accelerate/`` load and name their command.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_models import make_tiny_mtp_model
+from torchrun_helpers import (
+    ACCELERATE_CONFIGS,
+    CORRELATION_ATOL,
+    NOT_COMPARED,
+    RTOL,
+    WEIGHT_MAX_RTOL,
+    WEIGHT_NORM_RTOL,
+    alongside_torchrun,
+    metrics,
+    needs_gloo,
+    needs_torchrun,
+    weights,
+    write_recipe,
+)
 
 from wmtp_cli.config import load_recipe
 from wmtp_cli.rewards import score
 from wmtp_cli.training import checkpoints, train_critic, train_wmtp
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TORCHRUN = Path(sys.executable).parent / "torchrun"
-TIMEOUT_S = 300
-
-ACCELERATE_CONFIGS = REPO_ROOT / "recipes" / "accelerate"
-
-needs_torchrun = pytest.mark.skipif(
-    not TORCHRUN.is_file(), reason=f"torchrun not found next to the interpreter at {TORCHRUN}"
-)
-needs_gloo = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="this torch build has no torch.distributed gloo backend",
-)
-
-# The per-step metrics that must agree; time and throughput are wall-clock, not results.
-NOT_COMPARED = {"time", "tokens_per_s"}
-
-# Tolerances. The two runs see the same examples in the same optimiser steps (training/data.py) and
-# the loss scaling makes the gradient that of the global batch (training/objective.py), so they differ
-# only in the order of floating-point sums: per-process partial sums, the gloo all-reduce of gradients
-# and metrics, and DDP's averaging. Each reordering costs ~1e-7 relative in fp32; over 4 seeds the
-# metrics differed by at most 1.8e-7 relative. RTOL leaves a factor ~50 for other BLAS builds; a
-# normalisation error (per-process means in place of the global mean) moves the loss by 4e-3 and the
-# gradient norm by 5e-2 relative, so it still fails loudly.
-RTOL = 1e-5
-# The weight diagnostics' correlation sits near 0 on this tiny model (-0.013 at step 3), where a relative
-# tolerance means nothing: the same 1e-7 reorderings move it by ~2e-7 absolute (1.6e-5 relative). It is
-# bounded by 1, so an absolute tolerance with the same factor ~50 of room is the honest one.
-CORRELATION_ATOL = 1e-5
-# Weights are compared relative to how far training moved them, not to their size. AdamW moves each
-# entry by about lr per step whatever its gradient's size, and for an entry whose gradient is a sum that
-# cancels to near Adam's eps, m / (sqrt(v) + eps) turns a rounding difference into a visible one: a
-# few such entries reached 1.6e-4 of the update (max abs) while the norm of the whole difference stayed
-# within 1.3e-6 of the norm of the update. The same normalisation error gives 0.3 and 2 respectively.
-WEIGHT_NORM_RTOL = 1e-4
-WEIGHT_MAX_RTOL = 1e-2
-
-
-def write_data(path: Path, n_problems: int = 16) -> None:
-    """``n_problems`` problems, each with a correct and a (longer) incorrect solution.
-
-    The two solutions differ in length so that the processes' micro-batches hold different numbers of
-    trained tokens: only then does normalising by the global count, not per process, matter.
-    """
-    rows = []
-    for i in range(n_problems):
-        prompt = f"# f{i}(a): a plus {i}\n"
-        rows.append({"task_id": f"t{i}", "prompt": prompt, "label": 1,
-                     "completion": f"def f{i}(a):\n    return a + {i}\n", "tests": []})  # fmt: skip
-        rows.append({"task_id": f"t{i}", "prompt": prompt, "label": 0,
-                     "completion": f"def f{i}(a):\n    b = a * {i}\n" + "    b = b - a\n" * (i % 4) + "    return b\n",
-                     "tests": []})  # fmt: skip
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def write_recipe(tmp_path: Path, model: Path) -> Path:
-    data = tmp_path / "data.jsonl"
-    write_data(data)
-    recipe = {
-        "model": {"path": str(model), "dtype": "fp32"},
-        "data": {"source": "local", "path": str(data), "max_length": 64},
-        "reward": {"source": "labels"},
-        "critic": {"hidden_size": 16, "lr": 1e-2, "batch_size": 4, "max_steps": 10, "eval_every": 5,
-                   "val_fraction": 0.25},
-        # grad_clip below the first steps' gradient norm (~1.5), so clipping of the all-reduced gradient is in play.
-        "wmtp": {"weighting": "critic", "lambda_vf": 0.5, "lr": 1e-2, "max_steps": 4, "batch_size": 4,
-                 "grad_accum": 2, "grad_clip": 1.0},
-        "run": {"output_dir": str(tmp_path / "runs"), "name": "base", "log_every": 1, "save_every": 100,
-                "mixed_precision": "no"},
-    }  # fmt: skip
-    path = tmp_path / "recipe.yaml"
-    path.write_text(json.dumps(recipe))  # JSON is YAML
-    return path
-
-
-def child_env() -> dict[str, str]:
-    # Drop any launcher settings this test itself may run under: the single-process run must be one process.
-    inherited = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ACCELERATE_")
-        and k not in {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
-    }
-    return {
-        **inherited,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": str(REPO_ROOT),
-        # One thread per process: the two ranks and the single run share the machine's cores, and a
-        # fixed thread count keeps each process's own reductions in a fixed order.
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-
-
-def start(command: list[str]) -> subprocess.Popen:
-    # A session of its own, so that a timeout can end torchrun together with the ranks it started.
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), start_new_session=True
-    )
-
-
-def stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def finish(process: subprocess.Popen, what: str) -> None:
-    try:
-        out, err = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        stop(process)
-        out, err = process.communicate()
-        pytest.fail(f"{what} did not finish in {TIMEOUT_S} s\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-8000:]}")
-    assert process.returncode == 0, f"{what} failed ({process.returncode})\n--- stderr\n{err[-8000:]}"
-
-
-def alongside_torchrun(arguments: list[str], single_process):
-    """Start ``wmtp ARGUMENTS`` on 2 torchrun ranks, run ``single_process()`` here meanwhile, wait; its result.
-
-    torchrun first: its ranks spend ~10 s importing, during which the single-process run (in this
-    process, where everything is imported already) does its few steps. One thread, because the
-    machine may have only 2 cores, both wanted by the ranks.
-    """
-    multi = start([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", *arguments])
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        result = single_process()
-    except BaseException:
-        stop(multi)
-        multi.communicate()
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    finish(multi, f"{arguments[0]} in 2 processes (torchrun)")
-    return result
-
-
-def metrics(run: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def weights(run: Path, name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "final" / name))
 
 
 @needs_torchrun
@@ -194,9 +53,11 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
     one = tmp_path / "runs" / "single" / "wmtp-critic"
     two = tmp_path / "runs" / "multi" / "wmtp-critic"
-    # accelerate saves one RNG state per process: proof that the torchrun run really had two ranks.
-    states = {p.name for p in checkpoints.latest_checkpoint(two).glob("random_states_*.pkl")}
-    assert states == {"random_states_0.pkl", "random_states_1.pkl"}, states
+    # One RNG state and one shard file per process: proof that the torchrun run really had two ranks.
+    latest = checkpoints.latest_checkpoint(two)
+    assert {p.name for p in latest.glob("rng-*.pt")} == {"rng-0.pt", "rng-1.pt"}
+    assert {p.name for p in latest.glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
+    assert json.loads((two / "parallel.json").read_text())["strategy"] == "ddp"
 
     steps_one, steps_two = metrics(one), metrics(two)
     assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two] == [1, 2, 3, 4]
@@ -217,7 +78,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())
 
 
-@pytest.mark.parametrize("name", ["1gpu.yaml", "fsdp-8gpu.yaml"])
+@pytest.mark.parametrize("name", ["1gpu.yaml", "fsdp2-8gpu.yaml"])
 def test_accelerate_configs_load_and_name_their_command(name):
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DistributedType
@@ -229,15 +90,11 @@ def test_accelerate_configs_load_and_name_their_command(name):
     if name == "1gpu.yaml":
         assert config.distributed_type == DistributedType.NO and config.num_processes == 1
         return
-    from wmtp_cli.model import modeling
-
-    fsdp = config.fsdp_config
-    assert config.distributed_type == DistributedType.FSDP and config.num_processes == 8
-    # The wrap class is looked up by name when the run starts: a rename of Block would fail only on 8 GPUs.
-    assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == modeling.Block.__name__
-    assert fsdp["fsdp_version"] == 1 and fsdp["fsdp_reshard_after_forward"] == "FULL_SHARD"
-    assert fsdp["fsdp_use_orig_params"] and fsdp["fsdp_sync_module_states"]
-    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    # The sharding is the recipe's run.strategy (tests/test_fsdp2.py runs it); the config only launches 8 ranks.
+    assert config.distributed_type == DistributedType.MULTI_GPU and config.num_processes == 8
+    recipe_path = ACCELERATE_CONFIGS.parent / "mtp-7b-codecontests.yaml"
+    assert load_recipe(recipe_path).run.strategy == "fsdp2"
+    assert f"--config_file recipes/accelerate/{name}" in recipe_path.read_text()
 
 
 @needs_torchrun

@@ -19,7 +19,7 @@ HELP = (
     "  wmtp train-wmtp recipes/tiny-smoke.yaml\n\n"
     "  wmtp train-wmtp recipes/tiny-smoke.yaml wmtp.weighting=uniform\n\n"
     "  wmtp train-wmtp recipes/tiny-smoke.yaml --resume\n\n"
-    "  accelerate launch --config_file recipes/accelerate/fsdp-8gpu.yaml -m wmtp_cli train-wmtp "
+    "  accelerate launch --config_file recipes/accelerate/fsdp2-8gpu.yaml -m wmtp_cli train-wmtp "
     "recipes/mtp-7b-codecontests.yaml\n"
 )
 

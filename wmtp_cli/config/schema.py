@@ -332,6 +332,12 @@ class RunConfig:
     log_every: int = option(10, gt=0, help="Log metrics every N steps.")
     save_every: int = option(500, gt=0, help="Save a checkpoint every N steps.")
     keep_last: int = option(2, ge=1, help="Checkpoints kept; older ones are deleted.")
+    strategy: Literal["auto", "ddp", "fsdp2"] = option(
+        "auto",
+        help="How train-wmtp and pretrain spread over the launched processes: auto = DDP when there are several, "
+        "else one process; fsdp2 = parameters, gradients and optimizer state sharded over them (fully_shard on each "
+        "block and the root; a world of one on a single process).",
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
         "auto",
         help="Autocast for training: auto = the accelerate launch config's choice, else bf16 on a GPU that has it, "

@@ -11,9 +11,10 @@ The run folder (:func:`wmtp_cli.runs.wmtp_folder`) holds the resolved recipe and
 that loads with ``AutoModelForCausalLM`` (LoRA adapters merged), with the tokenizer and, for
 ``weighting=critic``, the value head beside it.
 
-The same function runs in one process (CPU or one GPU) and under ``accelerate launch`` (DDP, FSDP,
-DeepSpeed ZeRO-3). ``resume=True`` continues from the latest complete checkpoint exactly: weights,
-optimizer, schedule, RNG and data position (a function of the step).
+The same function runs in one process (CPU or one GPU) and on several (``torchrun``, ``accelerate
+launch``): DDP, or FSDP2 with ``run.strategy: fsdp2`` (:mod:`wmtp_cli.training.parallel`). ``resume=True``
+continues from the latest complete checkpoint exactly: weights, optimizer, schedule, RNG and data position
+(a function of the step), in as many processes as this launch has, whatever number wrote it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,7 +37,7 @@ from wmtp_cli.io import atomic_directory, check_output
 from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostics_from_sums
 from wmtp_cli.model.loading import load_tokenizer
 from wmtp_cli.runs import RUN_FOLDER, critic_source, scored_path, wmtp_folder
-from wmtp_cli.training import checkpoints
+from wmtp_cli.training import checkpoints, parallel
 from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, training_examples
 from wmtp_cli.training.objective import ObjectiveSettings, WMTPObjective, loss_counts, metric_names
 from wmtp_cli.training.runtime import (
@@ -76,6 +78,14 @@ def objective_settings(recipe: Recipe, n_future: int) -> ObjectiveSettings:
         train_critic=not w.freeze_critic, min_reward=w.min_reward, return_target=c.return_target,
         gamma=c.gamma, gae_lambda=c.gae_lambda, memory_efficient=w.memory_efficient_heads,
     )  # fmt: skip
+
+
+def fingerprint(recipe: Recipe, model) -> dict:
+    """What a checkpoint must share with the run that resumes it: the model's shape and what is trained."""
+    c = model.config
+    shape = [getattr(c, key, None) for key in ("hidden_size", "n_trunk_layers", "n_future_tokens", "vocab_size")]
+    return {"model shape (hidden, trunk layers, heads, vocabulary)": shape, "wmtp.weighting": recipe.wmtp.weighting,
+            "wmtp.lora_r": recipe.wmtp.lora_r}  # fmt: skip
 
 
 def _check_run_folder(run_dir: Path, resume: bool, force: bool) -> None:
@@ -151,16 +161,25 @@ def train_wmtp(
     run_dir: Path | None = None,
 ) -> WMTPResult:
     """Run stage 2 as the recipe says; see the module docstring. ``run_dir`` replaces the default folder."""
+    run_dir = run_dir or wmtp_folder(recipe)
+    check_output(run_dir, RUN_FOLDER, kind="folder")
+    accelerator = make_accelerator(recipe.run.mixed_precision, recipe.wmtp.grad_accum)
+    strategy = parallel.resolve_strategy(recipe.run.strategy, accelerator.num_processes)
+    with parallel.process_group(strategy, accelerator.device):
+        return _train(recipe, accelerator, strategy, run_dir, resume, force, progress)
+
+
+def _train(recipe: Recipe, accelerator, strategy: str, run_dir: Path, resume: bool, force: bool,
+           progress: Progress | None) -> WMTPResult:  # fmt: skip
     from accelerate.utils import DistributedType, set_seed
     from transformers import get_cosine_schedule_with_warmup
 
     w = recipe.wmtp
-    run_dir = run_dir or wmtp_folder(recipe)
-    check_output(run_dir, RUN_FOLDER, kind="folder")
-    accelerator = make_accelerator(recipe.run.mixed_precision, w.grad_accum)
     main = accelerator.is_main_process
     if main:
         _check_run_folder(run_dir, resume, force)
+        if resume:
+            checkpoints.report_incomplete(run_dir)
         checkpoints.remove_partial(run_dir)
     accelerator.wait_for_everyone()
     set_seed(recipe.run.seed)
@@ -186,7 +205,8 @@ def train_wmtp(
     peft_model = None
     if w.lora_r is not None:
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            raise UsageError("LoRA runs on one GPU or with DDP; use full fine-tuning with FSDP or DeepSpeed")
+            raise UsageError("LoRA runs in one process, with DDP or with run.strategy=fsdp2; not under accelerate's "
+                             "FSDP or DeepSpeed")  # fmt: skip
         peft_model = add_lora(model, recipe)
     freeze_unused_heads(model, settings.n_active)
     if peft_model is None and model.dtype in (torch.bfloat16, torch.float16):
@@ -196,23 +216,31 @@ def train_wmtp(
             str(model.dtype).removeprefix("torch."), w.lr,
         )  # fmt: skip
     model.train()
-    groups = param_groups(model, w.lr, w.weight_decay)
     if value_head is not None:
         value_head.to(accelerator.device)
-        if settings.trains_critic:
-            groups += param_groups(value_head, recipe.critic.lr, recipe.critic.weight_decay)
-        else:
+        if not settings.trains_critic:
             value_head.requires_grad_(False)
     objective = WMTPObjective(model, value_head, settings)
+    if strategy == "fsdp2":  # before the optimizer: sharding replaces the parameters with sharded ones
+        parallel.shard(objective, parallel.block_classes(model), accelerator.device, accelerator.mixed_precision)
+    groups = param_groups(model, w.lr, w.weight_decay)
+    if value_head is not None and settings.trains_critic:
+        groups += param_groups(value_head, recipe.critic.lr, recipe.critic.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=w.lr)
     scheduler = get_cosine_schedule_with_warmup(optimizer, w.warmup_steps, w.max_steps)
-    objective, optimizer = accelerator.prepare(objective, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
+    if strategy == "fsdp2":
+        optimizer = accelerator.prepare(optimizer)  # gradient accumulation's bookkeeping; the model stays as sharded
+    else:
+        objective, optimizer = accelerator.prepare(objective, optimizer)
+    _write_layout(run_dir if main else None, strategy, accelerator, objective)
 
+    run_fingerprint = fingerprint(recipe, model)
+    global_batch = w.batch_size * accelerator.num_processes * w.grad_accum
     start, resumed_from = 0, None
     latest = checkpoints.latest_checkpoint(run_dir) if resume else None
     if latest is not None:
-        start = resumed_from = checkpoints.load_checkpoint(accelerator, latest)["step"]
+        checkpoints.check_same_run(latest, run_fingerprint, global_batch)
+        start = resumed_from = checkpoints.load_checkpoint(accelerator, latest, objective, optimizer, scheduler)["step"]
         logger.info("resumed from %s (step %d)", latest, start)
     elif resume:
         logger.warning("--resume: %s has no checkpoint yet, starting from step 0", run_dir)
@@ -243,8 +271,11 @@ def train_wmtp(
                     accelerator.backward(loss)
             # All parameters, frozen ones included: FSDP computes the global norm only when given exactly these.
             max_norm = w.grad_clip if w.grad_clip > 0 else float("inf")
-            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), max_norm)
-            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+            if strategy == "fsdp2":
+                grad_norm = parallel.clip_grad_norm(objective.parameters(), max_norm)
+            else:
+                grad_norm = accelerator.clip_grad_norm_(objective.parameters(), max_norm)
+                grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
             if accelerator.distributed_type != DistributedType.DEEPSPEED:
                 causes = (
                     f"wmtp.lr = {w.lr:g} is too high (lower it, or raise wmtp.warmup_steps), or no gradient "
@@ -263,7 +294,10 @@ def train_wmtp(
             if done % recipe.run.log_every == 0 or done == w.max_steps:
                 log.write({"step": done, **record})
             if done % recipe.run.save_every == 0 or done == w.max_steps:
-                checkpoints.save_checkpoint(accelerator, run_dir, done, recipe.run.keep_last, {})
+                checkpoints.save_checkpoint(
+                    accelerator, run_dir, done, recipe.run.keep_last, objective, optimizer, scheduler,
+                    {"fingerprint": run_fingerprint, "global_batch": global_batch},
+                )  # fmt: skip
                 what_is_left = f"The last good checkpoint (step {done}) is intact."
             if progress:
                 progress("training", done, w.max_steps,
@@ -272,7 +306,10 @@ def train_wmtp(
         log.close()
 
     final_dir = run_dir / FINAL
-    _save_final(accelerator, objective, peft_model, tokenizer, final_dir)
+    if strategy == "fsdp2":
+        _save_final_sharded(objective, tokenizer, final_dir, main)
+    else:
+        _save_final(accelerator, objective, peft_model, tokenizer, final_dir)
     if main:
         save_resolved_recipe(recipe, final_dir)
     accelerator.wait_for_everyone()
@@ -296,3 +333,48 @@ def _save_final(accelerator, objective, peft_model, tokenizer, final_dir: Path) 
         if unwrapped.value_head is not None:
             head_state = {k.removeprefix("value_head."): v for k, v in state.items() if k.startswith("value_head.")}
             unwrapped.value_head.save(tmp, head_state)
+
+
+def _save_final_sharded(objective, tokenizer, final_dir: Path, main: bool) -> None:
+    """:func:`_save_final` for an FSDP2 run: gathered one tensor at a time (every process takes part in each
+    gather) and written by the main process in bounded shards, LoRA adapters merged on the way."""
+    from wmtp_cli.model.saving import ShardedSafetensorsWriter, lora_scalings, merge_lora, write_config
+
+    model = objective.model
+    head_state: dict[str, torch.Tensor] = {}
+
+    def model_tensors():
+        for name, tensor in parallel.full_tensors(objective.state_dict(), main):
+            if not name.startswith("value_head."):
+                yield name.removeprefix("model."), tensor
+            elif tensor is not None:
+                head_state[name.removeprefix("value_head.")] = tensor
+
+    with atomic_directory(final_dir, force=True) if main else nullcontext() as tmp:
+        writer = ShardedSafetensorsWriter(tmp) if main else None
+        for name, tensor in merge_lora(model_tensors(), lora_scalings(model)):
+            if writer is not None:
+                writer.add(name, tensor)
+        if writer is None:
+            return
+        writer.close()
+        write_config(model, tmp, next(model.parameters()).dtype)
+        tokenizer.save_pretrained(tmp)
+        if objective.value_head is not None:
+            objective.value_head.save(tmp, head_state)
+
+
+def _write_layout(run_dir: Path | None, strategy: str, accelerator, objective) -> None:
+    """``parallel.json``: the strategy, the number of processes and how many parameter elements each holds
+    (1/world of the model under FSDP2). Every process takes part; the main process writes."""
+    import json
+
+    from wmtp_cli.io import atomic_write_text
+
+    local, total = parallel.local_elements(objective)
+    held = accelerator.gather(torch.tensor([local], device=accelerator.device)).tolist()
+    if run_dir is not None:
+        record = {"strategy": strategy, "world_size": accelerator.num_processes, "parameter_elements": total,
+                  "elements_per_process": held}  # fmt: skip
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "parallel.json", json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,194 @@
+"""FSDP2 (``run.strategy: fsdp2``): ``train-wmtp`` sharded over 2 CPU processes (gloo) against one process.
+
+The 2-process runs use the memory-efficient head loop (the default), activation checkpointing and critic
+weighting with the critic trained alongside, so every piece of the 7B path runs sharded here. The
+single-process reference is the plain (unsharded) path with the same global batch. Tolerances are those
+of the DDP test (torchrun_helpers.py): FSDP2 changes where the sums happen (reduce-scatter of gradient
+shards, a global norm summed from shard norms), not what is summed.
+
+Checkpoints are DCP shards that reshard on load: a 2-process FSDP2 run killed after a checkpoint resumes
+in one process and ends where an uninterrupted 2-process run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+
+import pytest
+import torch
+from conftest import assert_usage_error
+from safetensors.torch import load_file
+from tiny_models import make_tiny_mtp_model
+from torchrun_helpers import (
+    CORRELATION_ATOL,
+    NOT_COMPARED,
+    RTOL,
+    TORCHRUN,
+    WEIGHT_MAX_RTOL,
+    WEIGHT_NORM_RTOL,
+    alongside_torchrun,
+    finish,
+    metrics,
+    needs_gloo,
+    needs_torchrun,
+    start,
+    stop,
+    weights,
+    write_recipe,
+)
+
+from wmtp_cli.config import load_recipe
+from wmtp_cli.rewards import score
+from wmtp_cli.training import train_critic, train_wmtp
+
+SHARDED = ["run.strategy=fsdp2", "model.gradient_checkpointing=true", "wmtp.memory_efficient_heads=true"]
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A tiny model, its scored data and its critic; the overrides every run of this module shares."""
+    model = make_tiny_mtp_model(tmp_path / "policy")
+    recipe_path = write_recipe(tmp_path, model)
+    recipe = load_recipe(recipe_path)
+    score(recipe)
+    train_critic(recipe)
+    base_dir = tmp_path / "runs" / "base"
+    shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
+    return recipe_path, shared, model, base_dir
+
+
+def assert_same_training(one, two, initial: dict) -> None:
+    """Per-step metrics within RTOL; each weight file within WEIGHT_*_RTOL of how far training moved it."""
+    steps_one, steps_two = metrics(one), metrics(two)
+    assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two]
+    for a, b in zip(steps_one, steps_two, strict=True):
+        assert a.keys() == b.keys()
+        for key in a.keys() - NOT_COMPARED:
+            atol = CORRELATION_ATOL if key == "weight_delta_correlation" else 0.0
+            assert math.isclose(a[key], b[key], rel_tol=RTOL, abs_tol=atol), (a["step"], key, a[key], b[key])
+    assert steps_one[-1]["loss"] < steps_one[0]["loss"]  # it trained: not a comparison of two no-ops
+    for name, start_folder in initial.items():
+        w_one, w_two, w_start = weights(one, name), weights(two, name), weights_at(start_folder, name)
+        assert w_one.keys() == w_two.keys() == w_start.keys()
+        update = _flat(w_one, w_start)
+        difference = _flat(w_one, w_two)
+        assert difference.norm() <= WEIGHT_NORM_RTOL * update.norm(), (name, difference.norm(), update.norm())
+        assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())
+
+
+def weights_at(folder, name):
+    return load_file(str(folder / name))
+
+
+def _flat(a: dict, b: dict):
+    return torch.cat([(a[k].float() - b[k].float()).flatten() for k in a])
+
+
+def assert_sharded_in_halves(run) -> None:
+    """Each of the 2 processes held about half the parameter elements (FSDP2 pads dim 0 to a multiple of 2)."""
+    layout = json.loads((run / "parallel.json").read_text())
+    assert layout["strategy"] == "fsdp2" and layout["world_size"] == 2
+    total, held = layout["parameter_elements"], layout["elements_per_process"]
+    assert len(held) == 2 and sum(held) >= total
+    for count in held:
+        assert 0.45 * total <= count <= 0.55 * total, (count, total)
+
+
+@needs_torchrun
+@needs_gloo
+def test_fsdp2_on_two_processes_matches_one_process(base, tmp_path):
+    recipe_path, shared, model, base_dir = base
+    alongside_torchrun(
+        ["train-wmtp", str(recipe_path), *shared, *SHARDED, "run.name=multi", "wmtp.batch_size=2"],
+        lambda: train_wmtp(load_recipe(recipe_path, [*shared, "run.name=single", "wmtp.batch_size=4"])),
+    )
+    one, two = tmp_path / "runs" / "single" / "wmtp-critic", tmp_path / "runs" / "multi" / "wmtp-critic"
+    assert_sharded_in_halves(two)
+    assert_same_training(one, two, {"model.safetensors": model, "value_head.safetensors": base_dir / "critic"})
+
+
+@needs_torchrun
+@needs_gloo
+def test_lora_under_fsdp2_matches_one_process(base, tmp_path):
+    pytest.importorskip("peft")
+    recipe_path, shared, model, _ = base
+    lora = [*shared, "wmtp.lora_r=4", "wmtp.weighting=uniform"]
+    alongside_torchrun(
+        ["train-wmtp", str(recipe_path), *lora, *SHARDED, "run.name=multi", "wmtp.batch_size=2"],
+        lambda: train_wmtp(load_recipe(recipe_path, [*lora, "run.name=single", "wmtp.batch_size=4"])),
+    )
+    one, two = tmp_path / "runs" / "single" / "wmtp-uniform", tmp_path / "runs" / "multi" / "wmtp-uniform"
+    assert_sharded_in_halves(two)
+    assert_same_training(one, two, {"model.safetensors": model})  # merged weights, against the base model
+
+
+@needs_torchrun
+@needs_gloo
+def test_killed_fsdp2_run_resumes_in_one_process(base, tmp_path, wmtp, caplog):
+    recipe_path, shared, model, base_dir = base
+    long = [
+        *shared,
+        *SHARDED,
+        "wmtp.max_steps=24",
+        "wmtp.warmup_steps=3",
+        "run.save_every=3",
+        "wmtp.lr=1e-3",
+        "critic.lr=1e-3",
+        "run.log_every=1",
+    ]
+    two_processes = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "wmtp_cli", "train-wmtp",
+                     str(recipe_path), *long, "wmtp.batch_size=2"]  # fmt: skip
+    straight = start([*two_processes, "run.name=straight"])
+    finish(straight, "the uninterrupted 2-process run")
+
+    killed = start([*two_processes, "run.name=killed"])
+    run = tmp_path / "runs" / "killed" / "wmtp-critic"
+    deadline = time.monotonic() + 240
+    try:
+        while not (run / "checkpoints" / "step-00000003" / "trainer_state.json").exists():
+            assert killed.poll() is None, killed.communicate()[1][-4000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.02)
+        assert killed.poll() is None, "the run finished before it could be killed"
+    finally:
+        stop(killed)  # SIGKILL to torchrun and both ranks
+        killed.communicate()
+    assert killed.returncode == -signal.SIGKILL or killed.returncode != 0
+    assert not (run / "final").exists()
+    # A checkpoint folder without its completion marker, as a kill during the write leaves: ignored, with a notice.
+    half = run / "checkpoints" / "step-00000023"
+    half.mkdir()
+    (half / "__0_0.distcp").write_bytes(b"half")
+
+    resumed = wmtp("train-wmtp", str(recipe_path), *long, "run.name=killed", "wmtp.batch_size=4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    notices = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "ignoring" in r.getMessage()]
+    assert len(notices) == 1 and "step-00000023" in notices[0] and "\n" not in notices[0], notices
+    assert [r["step"] for r in metrics(run)] == list(range(1, 25))
+    straight_run = tmp_path / "runs" / "straight" / "wmtp-critic"
+    assert_same_training(straight_run, run, {"model.safetensors": model, "value_head.safetensors": base_dir / "critic"})
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(base, wmtp, tmp_path):
+    recipe_path, shared, _, _ = base
+    uniform = [*shared, "run.name=r", "wmtp.weighting=uniform", "run.save_every=1"]
+    first = wmtp("train-wmtp", str(recipe_path), *uniform, "wmtp.max_steps=2")
+    assert first.returncode == 0, first.stderr
+    other_shape = make_tiny_mtp_model(tmp_path / "two-heads", n_future=2)
+    resumed = wmtp("train-wmtp", str(recipe_path), *uniform, "wmtp.max_steps=4", f"model.path={other_shape}",
+                   "--resume")  # fmt: skip
+    assert_usage_error(resumed, "--resume", "different run", "model shape")
+    resumed = wmtp("train-wmtp", str(recipe_path), *uniform, "wmtp.max_steps=4", "wmtp.batch_size=2", "--resume")
+    assert_usage_error(resumed, "sequences per optimiser step", "wmtp.batch_size")
+
+
+def test_fsdp2_with_a_model_whose_block_class_is_not_found_is_one_line(base, wmtp, monkeypatch):
+    from wmtp_cli.training import parallel
+
+    recipe_path, shared, _, _ = base
+    monkeypatch.setattr(parallel, "block_classes", lambda model: ["DecoderLayer"])
+    result = wmtp("train-wmtp", str(recipe_path), *shared, "run.strategy=fsdp2", "run.name=nb", "wmtp.max_steps=1")
+    assert_usage_error(result, "run.strategy=fsdp2", "DecoderLayer")
