@@ -13,6 +13,7 @@ from wmtp_cli.cli import (
     download,
     eval,
     inspect_weights,
+    plan,
     pretrain,
     recipe,
     score,
@@ -57,6 +58,7 @@ train_critic.register(app)
 train_wmtp.register(app)
 eval.register(app)
 compare.register(app)
+plan.register(app)
 recipe.register(app)
 inspect_weights.register(app)
 
