@@ -109,7 +109,7 @@ def model_config(args: argparse.Namespace, n_future: int) -> MTPConfig:
 class Trainer:
     """One configuration: model (and critic), objective, optimizer, and a ``step()`` as train-wmtp runs it."""
 
-    def __init__(self, args, n_future: int, weighting: str, memory_efficient: bool, device: torch.device):
+    def __init__(self, args, n_future: int, weighting: str, memory_efficient: bool, device: torch.device, wrap=None):
         torch.manual_seed(0)  # the same initial weights for every configuration with the same shapes
         model = MTPForCausalLM(model_config(args, n_future)).to(device)
         settings = ObjectiveSettings(
@@ -120,10 +120,12 @@ class Trainer:
             value_head = ValueHead(ValueHeadConfig(input_size=args.hidden, hidden_size=args.critic_hidden)).to(device)
         freeze_unused_heads(model, settings.n_active)
         model.train()
+        self.objective = WMTPObjective(model, value_head, settings)
+        if wrap is not None:  # DDP, or FSDP2 (which replaces the parameters: before the optimizer is built)
+            self.objective = wrap(self.objective)
         groups = param_groups(model, 5e-5, 0.0)
         if value_head is not None:
             groups += param_groups(value_head, 1e-4, 0.0)
-        self.objective = WMTPObjective(model, value_head, settings)
         self.optimizer = torch.optim.AdamW(groups, lr=5e-5)
         self.settings = settings
         self.batch = make_batch(args, device)
@@ -386,6 +388,105 @@ def bench_memory(args: argparse.Namespace, device: torch.device) -> dict:
     return results
 
 
+# ----------------------------------------------------------------------------- FSDP2 against DDP
+
+
+def _held_bytes(trainer: Trainer) -> int:
+    """Bytes this process holds between steps: its parameters (its shards, under FSDP2) and AdamW state."""
+    from torch.distributed.tensor import DTensor
+
+    def local(t: torch.Tensor) -> torch.Tensor:
+        return t.to_local() if isinstance(t, DTensor) else t
+
+    tensors = [local(p) for p in trainer.objective.parameters()]
+    tensors += [local(v) for state in trainer.optimizer.state.values() for v in state.values() if v.dim() > 0]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def distributed_worker(args: argparse.Namespace) -> None:
+    """Under ``torchrun --nproc_per_node 2``: a DDP copy and an FSDP2 copy of the same model (critic weighting,
+    head loop), stepped in turn (AB BA AB ...) in the same processes, then each step's peak of live tensors."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from wmtp_cli.training import parallel
+
+    dist.init_process_group("gloo")
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    trainers = {
+        "ddp": Trainer(args, 4, "critic", True, device, wrap=DistributedDataParallel),
+        "fsdp2": Trainer(args, 4, "critic", True, device,
+                         wrap=lambda objective: parallel.shard(objective, ["Block"], device, None)),
+    }  # fmt: skip
+    for _ in range(args.warmup):
+        for trainer in trainers.values():
+            trainer.step()
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for i in range(args.repeats):
+        for name in ("ddp", "fsdp2") if i % 2 == 0 else ("fsdp2", "ddp"):
+            dist.barrier()
+            start = time.perf_counter()
+            trainers[name].step()
+            dist.barrier()
+            times[name].append(time.perf_counter() - start)
+    out = {}
+    for name, trainer in trainers.items():
+        inner = getattr(trainer.objective, "module", trainer.objective)
+        known = [t for p in inner.parameters() for t in (p, *trainer.optimizer.state[p].values())]
+        tracker = TensorBytes(known + list(trainer.batch.values()))
+        with tracker:
+            trainer.step()
+        held = _held_bytes(trainer)
+        if name == "ddp":  # DDP's gradient buckets: a second copy of the gradients, kept between steps
+            held += sum(p.numel() * p.element_size() for p in inner.parameters() if p.requires_grad)
+        out[name] = {"step_ms": statistics.median(times[name]) * 1000, "held": held, "step_peak": tracker.peak}
+    pairs = [f / d for d, f in zip(times["ddp"], times["fsdp2"], strict=True)]
+    out["ratio"] = {"median_pair": statistics.median(pairs), "interval": _bootstrap_median_ci(pairs)}
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, out)
+    if dist.get_rank() == 0:
+        print(json.dumps(gathered))
+    dist.destroy_process_group()
+
+
+def bench_distributed(args: argparse.Namespace) -> dict:
+    """2 CPU processes (torchrun, gloo): FSDP2 against DDP, step time and per-process peak memory."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, **FIXED_THRESHOLD_ENV, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    threads = max(1, args.threads // 2)
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", __file__, "--distributed-worker",
+               "--threads", str(threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+               "--vocab", str(args.vocab), "--hidden", str(args.hidden), "--intermediate", str(args.intermediate),
+               "--trunk-layers", str(args.trunk_layers), "--batch", str(args.batch),
+               "--seq", str(args.seq)]  # fmt: skip
+    child = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        raise SystemExit(f"the 2-process benchmark failed:\n{child.stderr[-4000:]}")
+    ranks = json.loads(child.stdout.strip().splitlines()[-1])
+    return {"ranks": ranks, "threads_per_process": threads}
+
+
+def print_distributed(result: dict) -> None:
+    ranks = result["ranks"]
+    print("\nFSDP2 against DDP: 2 CPU processes (torchrun, gloo), critic weighting, head loop, "
+          f"{result['threads_per_process']} thread(s) each; per process, MiB. Held between steps: weights and AdamW "
+          "state (FSDP2: this process's shards), and DDP's gradient buckets.")  # fmt: skip
+    print(f"{'':8}{'step (median)':>16}{'held between steps':>26}{'step peak (live tensors)':>28}{'sum':>12}")
+    for name in ("ddp", "fsdp2"):
+        r = ranks[0][name]
+        print(f"{name:8}{r['step_ms']:>13.1f} ms{mib(r['held']):>26}{mib(r['step_peak']):>28}"
+              f"{mib(r['held'] + r['step_peak']):>12}")  # fmt: skip
+    ratio = ranks[0]["ratio"]
+    low, high = ratio["interval"]
+    print(
+        f"FSDP2 / DDP step time, median of interleaved pairs: {ratio['median_pair']:.2f}x (95% CI {low:.2f}-{high:.2f})"
+    )
+    for name in ("ddp", "fsdp2"):
+        held = [r[name]["held"] for r in ranks]
+        print(f"{name}: held per rank {', '.join(mib(h) for h in held)}")
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -531,13 +632,18 @@ def main() -> None:
     parser.add_argument("--skip-time", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--distributed", action="store_true", help="also FSDP2 against DDP on 2 CPU processes")
+    parser.add_argument("--distributed-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child is not None:
         print(json.dumps(memory_child(json.loads(args.child))))
         return
-    del args.child
+    if args.distributed_worker:
+        distributed_worker(args)
+        return
+    del args.child, args.distributed_worker
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
@@ -548,10 +654,14 @@ def main() -> None:
     timing = None if args.skip_time else bench_time(args, device)
     memory = None if args.skip_memory else bench_memory(args, device)
     print_report(facts, timing, memory)
+    distributed = bench_distributed(args) if args.distributed else None
+    if distributed:
+        print_distributed(distributed)
     total = time.perf_counter() - started
     print(f"\nbenchmark run time: {total:.0f} s")
     if args.json:
-        figures = {"settings": facts, "step_time": timing, "memory": memory, "run_time_s": total}
+        figures = {"settings": facts, "step_time": timing, "memory": memory, "fsdp2_vs_ddp": distributed,
+                   "run_time_s": total}  # fmt: skip
         if memory:
             figures["memory_ratios"] = memory_ratios(memory)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

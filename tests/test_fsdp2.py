@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 
@@ -25,6 +26,7 @@ from tiny_models import make_tiny_mtp_model
 from torchrun_helpers import (
     CORRELATION_ATOL,
     NOT_COMPARED,
+    REPO_ROOT,
     RTOL,
     TORCHRUN,
     WEIGHT_MAX_RTOL,
@@ -198,3 +200,20 @@ def test_fsdp2_with_a_model_whose_block_class_is_not_found_is_one_line(base, wmt
     monkeypatch.setattr(parallel, "block_classes", lambda model: ["DecoderLayer"])
     result = wmtp("train-wmtp", str(recipe_path), *shared, "run.strategy=fsdp2", "run.name=nb", "wmtp.max_steps=1")
     assert_usage_error(result, "run.strategy=fsdp2", "DecoderLayer")
+
+
+def test_the_gpu_check_script_runs_at_toy_size_on_a_cpu(tmp_path):
+    """scripts/gpu_train_check.py measures a GPU; --tiny runs the same code (FSDP2, head loop, checkpointing,
+    critic and uniform interleaved) on a toy shape, so the script a GPU session runs is known to work."""
+    import subprocess
+
+    out = tmp_path / "check.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_train_check.py"), "--tiny", "--steps", "2",
+                           "--warmup", "1", "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["gpu"] == "CPU" and report["trunk_layers"] == 2
+    for name in ("critic", "uniform"):
+        assert report[name]["tokens_per_s"] > 0
+    assert report["critic_over_uniform"]["median_pair"] > 0
