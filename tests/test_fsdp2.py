@@ -97,6 +97,9 @@ def assert_sharded_in_halves(run) -> None:
     assert len(held) == 2 and sum(held) >= total
     for count in held:
         assert 0.45 * total <= count <= 0.55 * total, (count, total)
+    # the largest parameter (the embedding or unembedding): each process holds about half its rows, none twice
+    shards, size = layout["largest_parameter_elements_per_process"], layout["largest_parameter_elements"]
+    assert sum(shards) == size and min(shards) >= 0.45 * size, (layout["largest_parameter"], shards, size)
 
 
 @needs_torchrun

@@ -365,16 +365,18 @@ def _save_final_sharded(objective, tokenizer, final_dir: Path, main: bool) -> No
 
 
 def _write_layout(run_dir: Path | None, strategy: str, accelerator, objective) -> None:
-    """``parallel.json``: the strategy, the number of processes and how many parameter elements each holds
-    (1/world of the model under FSDP2). Every process takes part; the main process writes."""
+    """``parallel.json``: the strategy, the number of processes and how many parameter elements each holds (1/world
+    of the model under FSDP2), in all and of the largest parameter. Every process takes part; the main writes."""
     import json
 
     from wmtp_cli.io import atomic_write_text
 
-    local, total = parallel.local_elements(objective)
-    held = accelerator.gather(torch.tensor([local], device=accelerator.device)).tolist()
+    local, total, largest, largest_local = parallel.local_elements(objective)
+    held = accelerator.gather(torch.tensor([local, largest_local], device=accelerator.device)).view(-1, 2).tolist()
     if run_dir is not None:
         record = {"strategy": strategy, "world_size": accelerator.num_processes, "parameter_elements": total,
-                  "elements_per_process": held}  # fmt: skip
+                  "elements_per_process": [h[0] for h in held], "largest_parameter": largest,
+                  "largest_parameter_elements": dict(objective.named_parameters())[largest].numel(),
+                  "largest_parameter_elements_per_process": [h[1] for h in held]}  # fmt: skip
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "parallel.json", json.dumps(record, indent=2) + "\n")
