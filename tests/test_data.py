@@ -554,6 +554,23 @@ def test_packing_fills_rows_and_keeps_each_examples_labels(tokenizer):
     assert all(labels[s] == IGNORE_INDEX for s in starts if s < len(labels))  # no loss crosses a boundary
 
 
+def test_packed_training_rows_exist_only_for_runs_that_read_no_reward(tokenizer):
+    from wmtp_cli.config import DataConfig
+    from wmtp_cli.training.data import COLUMNS, training_examples
+
+    data = DataConfig(max_length=32, packing=True)
+    packed = training_examples(example_rows(40), tokenizer, data, needs_rewards=False)
+    assert packed.column_names == list(COLUMNS)
+    assert all(len(ids) == 32 for ids in packed["input_ids"]) and set(packed["reward"]) == {1.0}
+    assert all(dense == [] for dense in packed["dense_rewards"])
+    assert (
+        packed["input_ids"]
+        == tokenize_examples(example_rows(40), tokenizer, 32, shuffle=False, packing=True)["input_ids"]
+    )
+    with pytest.raises(UsageError, match=r"data\.packing joins examples and drops their rewards"):
+        training_examples(example_rows(40), tokenizer, data, needs_rewards=True)
+
+
 def test_packing_too_little_data_is_a_clear_error(tokenizer):
     with pytest.raises(UsageError, match=r"fills no row of 4096 tokens; lower data.max_length or set data.packing"):
         tokenize_examples(example_rows(2), tokenizer, max_length=4096, packing=True)

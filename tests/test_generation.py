@@ -6,7 +6,7 @@ import torch
 from tiny_models import make_tiny_mtp_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from wmtp_cli.generation import continuations, sample_completions, truncate_at_stop
+from wmtp_cli.decoding.generation import continuations, sample_completions, truncate_at_stop
 
 
 def test_continuation_keeps_leading_indentation(tmp_path):

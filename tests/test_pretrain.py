@@ -75,3 +75,14 @@ def test_a_prompt_ending_a_line_tokenises_the_same_alone_and_before_its_completi
     prompt_ids, completion_ids, _ = split_prompt_completion(tokenizer, [prompt], [completion])[0]
     assert prompt_ids == tokenizer(prompt)["input_ids"]
     assert tokenizer.decode(prompt_ids + completion_ids, skip_special_tokens=True) == prompt + completion
+
+
+def test_pretraining_packs_its_corpus_when_asked(pretrained, wmtp):
+    """data.packing: every row is a full pretrain.max_length tokens, so each step trains batch_size x 64 tokens."""
+    path, _ = pretrained
+    model = f"model.path={path.parent / 'packed-model'}"
+    result = wmtp("pretrain", str(path), model, "data.packing=true", "run.name=packed", "pretrain.max_steps=3")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (path.parent / "runs" / "packed" / "pretrain" / "train" / "metrics.jsonl")
+               .read_text().splitlines()]  # fmt: skip
+    assert [r["tokens"] for r in records] == [8 * 64] * 3

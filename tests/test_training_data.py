@@ -12,7 +12,7 @@ from datasets import Dataset
 from wmtp_cli.errors import UsageError
 from wmtp_cli.losses import IGNORE_INDEX
 from wmtp_cli.training.data import StepBatches, collate, rows, shard, split_by_task
-from wmtp_cli.training.evaluation import pearson, roc_auc
+from wmtp_cli.training.metrics import pearson, roc_auc
 
 
 def test_processes_together_read_what_one_process_reads():

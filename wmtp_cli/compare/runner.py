@@ -31,11 +31,11 @@ from typing import Any
 from wmtp_cli.config import Recipe, load_recipe, recipe_to_dict, save_resolved_recipe
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_write_text, check_output
+from wmtp_cli.progress import Progress
 from wmtp_cli.runs import run_folder
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[..., None]
 WEIGHTINGS = ("critic", "uniform", "ntp", "dense_reward")  # wmtp.weighting's choices
 
 

@@ -87,7 +87,11 @@ class DataConfig:
         help="Over max_length: prompt_left cuts the prompt's start (then the completion's end if still too "
         "long); right cuts the end; drop skips the example.",
     )
-    packing: bool = option(False, help="Concatenate examples into full max_length rows (no padding).")
+    packing: bool = option(
+        False,
+        help="Concatenate examples into full max_length rows (no padding): for runs that read no reward "
+        "(wmtp pretrain; train-wmtp with uniform or ntp weighting and no min_reward).",
+    )
     shuffle: bool = option(True, help="Shuffle training examples (deterministically, with run.seed).")
     scored: str | None = option(
         None,

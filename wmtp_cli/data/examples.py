@@ -44,11 +44,10 @@ from datasets import Dataset
 
 from wmtp_cli.data.tokenization import split_prompt_completion
 from wmtp_cli.errors import UsageError
+from wmtp_cli.losses.mtp import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
-"""The label of a position that is not trained (transformers' convention)."""
 
 PACK_BATCH = 1000
 """Examples packed together in one map batch."""

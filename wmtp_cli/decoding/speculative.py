@@ -30,7 +30,7 @@ Stopping applies the same rules one token at a time as plain greedy decoding doe
 that accepts several tokens is cut at the first that stops: an EOS token (kept, as
 ``generate()`` keeps it), the ``max_new_tokens``-th token, or the token after which
 ``stop_check(new_token_ids)`` first returns True (kept too; cut the text with
-:func:`wmtp_cli.generation.truncate_at_stop`). The fed block is also shortened near the budget,
+:func:`wmtp_cli.decoding.generation.truncate_at_stop`). The fed block is also shortened near the budget,
 so no forward computes tokens past ``max_new_tokens``.
 
 Identity with greedy decoding is exact in exact arithmetic. A forward over several positions can

@@ -23,7 +23,7 @@ import torch
 from wmtp_cli.critic import critic_values
 from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.losses import token_deltas
-from wmtp_cli.training.evaluation import roc_auc
+from wmtp_cli.training.metrics import roc_auc
 
 
 @dataclass

@@ -34,12 +34,12 @@ from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.losses.diagnostics import logged_diagnostics
+from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, critic_folder, run_folder
 
 logger = logging.getLogger(__name__)
 
 WEIGHTINGS = ("critic", "uniform", "ntp")
-Progress = Callable[..., None]
 
 
 @dataclass

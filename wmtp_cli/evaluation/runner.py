@@ -187,7 +187,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
         if rows is not None:
             samples = group_samples(rows, problems)
         elif request.speculative:
-            from wmtp_cli.generation import speculative_completions
+            from wmtp_cli.decoding.generation import speculative_completions
 
             texts, stats = speculative_completions(
                 *load_policy(), [p["prompt"] for p in problems], request.max_new_tokens, stop_sequences(benchmark),
@@ -196,7 +196,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
             samples = {p["task_id"]: [t] for p, t in zip(problems, texts, strict=True)}
             decoding = stats.as_dict()
         else:
-            from wmtp_cli.generation import sample_completions
+            from wmtp_cli.decoding.generation import sample_completions
 
             load_policy()
             texts = sample_completions(

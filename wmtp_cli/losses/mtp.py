@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 IGNORE_INDEX = -100
+"""The label of a position that is not trained (transformers' convention); the one definition."""
 
 
 def _ahead(x: torch.Tensor, k: int, fill: float | int) -> torch.Tensor:

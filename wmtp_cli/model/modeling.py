@@ -25,9 +25,8 @@ from transformers import DynamicCache, GenerationMixin, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from wmtp_cli.losses.mtp import IGNORE_INDEX
 from wmtp_cli.model.configuration import MTPConfig
-
-IGNORE_INDEX = -100
 
 
 class RMSNorm(nn.Module):

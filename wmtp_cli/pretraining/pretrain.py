@@ -129,9 +129,7 @@ def pretrain(recipe: Recipe, resume: bool = False, force: bool = False, progress
         if progress:
             progress("corpus", 1, 1)
 
-    data = dataclasses.replace(
-        recipe.data, scored=str(corpus_dir), max_length=p.max_length, truncation="right", packing=False
-    )
+    data = dataclasses.replace(recipe.data, scored=str(corpus_dir), max_length=p.max_length, truncation="right")
     loop = WMTPConfig(
         weighting="uniform", lambda_vf=0.0, lr=p.lr, warmup_steps=p.warmup_steps, max_steps=p.max_steps,
         batch_size=p.batch_size, grad_accum=1, grad_clip=1.0, weight_decay=0.1,

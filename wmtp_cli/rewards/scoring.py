@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.data.records import ProblemRecord
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, atomic_write_text, check_output
+from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, run_folder, scored_path, settings_key
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ SCORED_COLUMNS = (
     "task_id", "source", "prompt", "completion", "reward", "origin", "label",
     "n_passed", "n_tests", "status", "dense_rewards",
 )  # fmt: skip
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -142,7 +140,7 @@ class _Scorer:
 
     def samples(self, problems: list[ProblemRecord], seed: int, progress: Progress | None) -> list[list[str]]:
         from wmtp_cli.data.templates import stop_sequences
-        from wmtp_cli.generation import sample_completions
+        from wmtp_cli.decoding.generation import sample_completions
 
         reward = self.reward
         per_source: dict[str, list[int]] = {}

@@ -32,12 +32,12 @@ from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.losses import IGNORE_INDEX, completion_states, return_targets, value_loss_sum
 from wmtp_cli.model.loading import load_tokenizer
+from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, critic_folder, scored_path
 from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, shard, split_by_task, training_examples
-from wmtp_cli.training.evaluation import pearson, roc_auc
+from wmtp_cli.training.metrics import pearson, roc_auc
 from wmtp_cli.training.runtime import (
     MetricsLog,
-    Progress,
     make_accelerator,
     require_finite,
     to_device,

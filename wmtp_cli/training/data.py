@@ -25,8 +25,9 @@ import torch
 from datasets import Dataset
 
 from wmtp_cli.config import DataConfig
-from wmtp_cli.data.examples import IGNORE_INDEX, pad_batch, tokenize_examples
+from wmtp_cli.data.examples import pad_batch, tokenize_examples
 from wmtp_cli.errors import UsageError
+from wmtp_cli.losses import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +53,33 @@ def load_scored(path: str | Path) -> Dataset:
     return scored
 
 
-def training_examples(scored: Dataset, tokenizer: Any, data: DataConfig) -> Dataset:
-    """Token ids, labels, reward and dense rewards for each scored row (see the module docstring)."""
-    if data.packing:
+def training_examples(scored: Dataset, tokenizer: Any, data: DataConfig, needs_rewards: bool = True) -> Dataset:
+    """Token ids, labels, reward and dense rewards for each scored row (see the module docstring).
+
+    With ``data.packing`` the examples are joined into rows of exactly ``data.max_length`` tokens, which no
+    longer have one reward each: only a run that reads no reward (``needs_rewards=False``: uniform or ntp
+    weighting with no ``wmtp.min_reward``, as pretraining is) may pack; its rows get reward 1 and no dense
+    rewards.
+    """
+    if data.packing and needs_rewards:
         raise UsageError(
-            "data.packing joins examples and drops their rewards, which the critic and the training stages need: "
-            "set data.packing=false"
+            "data.packing joins examples and drops their rewards, which this stage needs (the critic, critic or "
+            "dense_reward weighting, or wmtp.min_reward): set data.packing=false"
         )
     if "dense_rewards" not in scored.column_names:
         scored = scored.add_column("dense_rewards", [[] for _ in range(len(scored))])
     if "task_id" not in scored.column_names:
         scored = scored.add_column("task_id", [str(i) for i in range(len(scored))])
     examples = tokenize_examples(
-        scored, tokenizer, data.max_length, data.truncation, packing=False, num_proc=data.num_proc, shuffle=False
-    )
+        scored, tokenizer, data.max_length, data.truncation, packing=data.packing, num_proc=data.num_proc,
+        shuffle=False,
+    )  # fmt: skip
     if len(examples) == 0:
         raise UsageError(f"every example is longer than data.max_length={data.max_length} and was dropped")
+    if data.packing:
+        n = len(examples)
+        examples = examples.add_column("reward", [1.0] * n).add_column("dense_rewards", [[] for _ in range(n)])
+        examples = examples.add_column("task_id", [f"packed-{i}" for i in range(n)])
     return examples.select_columns(list(COLUMNS))
 
 

@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,6 @@ import torch
 from wmtp_cli.errors import RunError, UsageError
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[..., None]
-"""``progress(stage, done, total, status="")``: the library reports, the CLI draws."""
 
 
 def resolve_mixed_precision(setting: str) -> str | None:

@@ -36,13 +36,13 @@ from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, check_output
 from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostics_from_sums
 from wmtp_cli.model.loading import load_tokenizer
+from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, critic_source, scored_path, wmtp_folder
 from wmtp_cli.training import checkpoints, parallel
 from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, training_examples
 from wmtp_cli.training.objective import ObjectiveSettings, WMTPObjective, loss_counts, metric_names
 from wmtp_cli.training.runtime import (
     MetricsLog,
-    Progress,
     make_accelerator,
     require_finite,
     to_device,
@@ -186,7 +186,8 @@ def _train(recipe: Recipe, accelerator, strategy: str, run_dir: Path, resume: bo
 
     tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
     with accelerator.main_process_first():
-        examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data)
+        needs_rewards = w.weighting in ("critic", "dense_reward") or w.min_reward is not None
+        examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data, needs_rewards)
     batches = StepBatches(
         len(examples), w.batch_size, w.grad_accum, accelerator.num_processes, accelerator.process_index,
         seed=recipe.run.seed, shuffle=recipe.data.shuffle,
