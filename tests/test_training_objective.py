@@ -14,6 +14,7 @@ from wmtp_cli.losses import (
     completion_states,
     critic_weights,
     return_targets,
+    valid_heads,
     value_loss,
     weighted_mtp_loss,
     weights_from_importance,
@@ -132,6 +133,26 @@ def test_dense_reward_weights_come_from_the_dense_rewards():
     objective = WMTPObjective(model, None, settings)
     expected = weights_from_importance(batch["dense"], batch["labels"], N, 0.5)
     assert torch.equal(objective.weights(None, batch, batch["labels"]), expected)
+
+
+def test_a_registered_weighting_is_what_the_objective_uses(monkeypatch):
+    """A weighting is one registered declaration: the objective looks it up by name, with no branch of its own."""
+    from wmtp_cli import weightings
+
+    def last_head(importance, labels, n_future, options):
+        valid = valid_heads(labels, n_future)
+        return (valid & (torch.arange(n_future) == n_future - 1)).float()
+
+    custom = weightings.Weighting("last_head", "head n alone", "none", False, last_head)
+    monkeypatch.setitem(weightings.WEIGHTINGS, "last_head", custom)
+    model, batch = tiny_model(), make_batch(4)
+    objective = WMTPObjective(model, None, ObjectiveSettings(weighting="last_head", n_future=N))
+    weights = objective.weights(None, batch, batch["labels"])
+    assert torch.equal(weights, last_head(None, batch["labels"], N, None))
+    assert weights[..., : N - 1].sum() == 0 and weights[..., N - 1].sum() > 0
+    _, metrics = run(objective, batch)
+    named = dict(zip(metric_names(N), metrics.tolist(), strict=True))
+    assert named["weight_sum_1"] == 0 and named[f"weight_sum_{N}"] > 0
 
 
 def test_min_reward_keeps_low_reward_rows_out_of_the_lm_loss_only():

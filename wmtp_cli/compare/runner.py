@@ -33,10 +33,9 @@ from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.progress import Progress
 from wmtp_cli.runs import run_folder
+from wmtp_cli.weightings import WEIGHTINGS
 
 logger = logging.getLogger(__name__)
-
-WEIGHTINGS = ("critic", "uniform", "ntp", "dense_reward")  # wmtp.weighting's choices
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,7 @@ def plan_compare(
 def _cell_recipe(plan: ComparePlan, cell: Cell) -> Recipe:
     extra = [f"run.seed={cell.seed}", f"wmtp.weighting={cell.weighting}",
              f"run.output_dir={plan.folder / 'runs'}", f"run.name={cell.name(plan.grid_key)}"]  # fmt: skip
-    if cell.weighting in ("uniform", "ntp"):  # they use no delta, so the options on delta do not apply
+    if not WEIGHTINGS[cell.weighting].uses_delta:  # the options on delta do not apply
         extra += ["wmtp.abs_delta=false", "wmtp.zscore_delta=false"]
     if plan.grid_key is not None:
         extra.append(f"{plan.grid_key}={_yaml(cell.grid)}")
@@ -290,7 +289,7 @@ def _run_cell(plan: ComparePlan, cell: Cell, shared: _SharedStages, allow: bool,
     shared.model()
     scored = shared.scored_data(recipe)
     recipe = _with_scored(recipe, scored)
-    if cell.weighting == "critic":
+    if WEIGHTINGS[cell.weighting].uses_critic:
         critic = shared.critic(recipe, scored)
         recipe = dataclasses.replace(recipe, wmtp=dataclasses.replace(recipe.wmtp, critic_path=str(critic)))
     trained = train_wmtp(recipe, force=True, progress=progress)

@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from wmtp_cli.weightings import WEIGHTINGS
+
 MAX_LR = 1.0  # AdamW moves each weight by about lr a step: above 1 nothing trains, it only diverges
 MAX_WEIGHT_DECAY = 1.0  # AdamW shrinks a weight by lr * weight_decay a step
 MAX_SEQUENCE = 2**20  # tokens: far beyond the context of any model here (Meta's 7B: 4,096)
@@ -198,10 +200,8 @@ class CriticConfig:
 class WMTPConfig:
     """Stage 2: fine-tune the model with L_WMTP + lambda_vf * L_VF."""
 
-    weighting: Literal["critic", "uniform", "ntp", "dense_reward"] = option(
-        "critic",
-        help="Per-head weights: critic (softmax of delta/tau), uniform (plain MTP), ntp (head 1 only), "
-        "dense_reward (delta from dense rewards).",
+    weighting: Literal[tuple(WEIGHTINGS)] = option(  # the registered weightings (wmtp_cli.weightings)
+        "critic", help="Per-head weights: " + "; ".join(f"{w.name}: {w.help}" for w in WEIGHTINGS.values()) + "."
     )
     temperature: float = option(
         1.0,
@@ -248,7 +248,7 @@ class WMTPConfig:
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
-        if self.weighting in ("uniform", "ntp") and (self.abs_delta or self.zscore_delta):
+        if not WEIGHTINGS[self.weighting].uses_delta and (self.abs_delta or self.zscore_delta):
             why = f"abs_delta / zscore_delta act on delta, which weighting={self.weighting} does not use"
             return [("weighting", why)]
         return []

@@ -36,10 +36,11 @@ from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.losses.diagnostics import logged_diagnostics
 from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, critic_folder, run_folder
+from wmtp_cli.weightings import WEIGHTINGS
 
 logger = logging.getLogger(__name__)
 
-WEIGHTINGS = ("critic", "uniform", "ntp")
+DEMO_WEIGHTINGS = ("critic", "uniform", "ntp")
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _label_agreement(scored: Path) -> dict:
 
 def _with_weighting(recipe: Recipe, weighting: str) -> Recipe:
     """The recipe with another weighting; uniform and ntp use no delta, so the options on delta are off."""
-    no_delta = weighting in ("uniform", "ntp")
+    no_delta = not WEIGHTINGS[weighting].uses_delta
     wmtp = dataclasses.replace(
         recipe.wmtp, weighting=weighting, abs_delta=recipe.wmtp.abs_delta and not no_delta,
         zscore_delta=recipe.wmtp.zscore_delta and not no_delta,
@@ -171,7 +172,7 @@ def check_demo_recipe(recipe: Recipe) -> None:
     if recipe.data.scored is not None:
         raise UsageError("wmtp demo scores the data itself: leave data.scored null")
     report_dir = check_output(run_folder(recipe) / "demo", RUN_FOLDER, kind="folder")
-    for name in ("pretrained", *WEIGHTINGS):  # the evaluations' settings and outputs fail now, not after training
+    for name in ("pretrained", *DEMO_WEIGHTINGS):  # the evaluations' settings and outputs fail now, not after training
         _eval_request(recipe, name, Path(recipe.model.path), report_dir / "eval")
 
 
@@ -203,7 +204,7 @@ def run_demo(
     critic = stages.run("train-critic", lambda p: train_critic(recipe, progress=p))
     evidence, views = stages.run("critic evidence", lambda p: _evidence(recipe, p))
     finals, logged = {}, {}
-    for weighting in WEIGHTINGS:
+    for weighting in DEMO_WEIGHTINGS:
         variant = _with_weighting(recipe, weighting)
         result = stages.run(f"train-wmtp {weighting}", lambda p, v=variant: train_wmtp(v, force=True, progress=p))
         finals[weighting], logged[weighting] = result.final_dir, read_metrics(result.run_dir)

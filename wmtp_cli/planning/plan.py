@@ -13,6 +13,7 @@ from pathlib import Path
 from wmtp_cli.config import Recipe
 from wmtp_cli.errors import UsageError
 from wmtp_cli.planning.memory import Memory, Setup, Shape, memory, token_flops
+from wmtp_cli.weightings import WEIGHTINGS
 
 GIB = 1 << 30
 H100_BF16_TFLOPS = 989.0  # H100 SXM dense bf16 peak (NVIDIA's datasheet; 1979 is with sparsity)
@@ -88,7 +89,8 @@ def model_shape(config, recipe: Recipe) -> tuple[Shape, object]:
         hidden=config.hidden_size, ffn=config.intermediate_size, vocab=config.vocab_size,
         trunk_layers=config.n_trunk_layers, heads=config.n_future_tokens, parameters=total, block_parameters=block,
         root_parameters=total - block * (config.n_trunk_layers + config.n_future_tokens),
-        critic_parameters=sum(p.numel() for p in critic.parameters()) if recipe.wmtp.weighting == "critic" else 0,
+        critic_parameters=sum(p.numel() for p in critic.parameters()) if WEIGHTINGS[recipe.wmtp.weighting].uses_critic
+        else 0,
     )  # fmt: skip
     return shape, model
 
@@ -126,7 +128,7 @@ def build_plan(
     n_future = recipe.model.n_future or shape.heads
     if n_future > shape.heads:
         raise UsageError(f"model.n_future={n_future} but the model has only {shape.heads} head(s)")
-    active = 1 if w.weighting == "ntp" else n_future
+    active = WEIGHTINGS[w.weighting].active_heads(n_future)
     strategy = "fsdp2" if run.strategy == "fsdp2" else ("ddp" if gpus > 1 else "single")
     param_dtype = recipe.model.dtype
     mixed = device == "cuda" and run.mixed_precision in ("auto", "bf16")

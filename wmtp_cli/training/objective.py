@@ -36,19 +36,17 @@ from wmtp_cli.critic import critic_values
 from wmtp_cli.losses import (
     IGNORE_INDEX,
     completion_states,
-    critic_weights,
     head_targets,
-    ntp_weights,
     per_head_cross_entropy,
     return_targets,
     token_deltas,
-    uniform_weights,
     valid_heads,
     value_loss_sum,
     weighted_head_loss,
-    weights_from_importance,
 )
 from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostic_sums
+from wmtp_cli.weightings import Weighting, WeightOptions
+from wmtp_cli.weightings import weighting as weighting_named
 
 
 @dataclass
@@ -68,13 +66,18 @@ class ObjectiveSettings:
     memory_efficient: bool = True
 
     @property
+    def scheme(self) -> Weighting:
+        """The registered :class:`~wmtp_cli.weightings.Weighting` named by ``weighting``."""
+        return weighting_named(self.weighting)
+
+    @property
     def n_active(self) -> int:
         """Heads that receive weight: head 1 alone for ntp, all n otherwise."""
-        return 1 if self.weighting == "ntp" else self.n_future
+        return self.scheme.active_heads(self.n_future)
 
     @property
     def uses_critic(self) -> bool:
-        return self.weighting == "critic"
+        return self.scheme.uses_critic
 
     @property
     def trains_critic(self) -> bool:
@@ -117,23 +120,10 @@ class WMTPObjective(nn.Module):
         self.settings = settings
 
     def weights(self, values: torch.Tensor | None, batch: dict, labels: torch.Tensor) -> torch.Tensor:
-        """Detached per-head weights (B, T, n) for the LM loss."""
+        """Detached per-head weights (B, T, n) for the LM loss, by the registered weighting."""
         s = self.settings
-        if s.weighting == "critic":
-            return critic_weights(
-                values, labels, s.n_future, s.temperature,
-                abs_delta=s.abs_delta, zscore=s.zscore_delta, uniform_mix=s.uniform_mix,
-            )  # fmt: skip
-        if s.weighting == "dense_reward":
-            return weights_from_importance(
-                batch["dense"], labels, s.n_future, s.temperature,
-                abs_delta=s.abs_delta, zscore=s.zscore_delta, uniform_mix=s.uniform_mix,
-            )  # fmt: skip
-        if s.weighting == "uniform":
-            return uniform_weights(labels, s.n_future)
-        if s.weighting == "ntp":
-            return ntp_weights(labels, s.n_future)
-        raise ValueError(f"unknown weighting {s.weighting!r}")
+        options = WeightOptions(s.temperature, s.abs_delta, s.zscore_delta, s.uniform_mix)
+        return s.scheme.weights(self._importance(values, batch), labels, s.n_future, options)
 
     def forward(
         self, batch: dict[str, torch.Tensor], lm_scale: torch.Tensor | float, vf_scale: torch.Tensor | float
@@ -181,9 +171,10 @@ class WMTPObjective(nn.Module):
 
     def _importance(self, values: torch.Tensor | None, batch: dict) -> torch.Tensor | None:
         """What the weights are a softmax of, per token (delta, or the dense rewards): the diagnostics' |delta|."""
-        if self.settings.weighting == "critic":
+        source = self.settings.scheme.importance
+        if source == "critic":
             return token_deltas(values.detach())
-        if self.settings.weighting == "dense_reward":
+        if source == "dense_rewards":
             return batch["dense"]
         return None
 

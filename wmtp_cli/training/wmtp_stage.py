@@ -55,6 +55,7 @@ from wmtp_cli.training.setup import (
     load_value_head,
     param_groups,
 )
+from wmtp_cli.weightings import WEIGHTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def _train(recipe: Recipe, accelerator, strategy: str, run_dir: Path, resume: bo
 
     tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
     with accelerator.main_process_first():
-        needs_rewards = w.weighting in ("critic", "dense_reward") or w.min_reward is not None
+        needs_rewards = WEIGHTINGS[w.weighting].reads_rewards or w.min_reward is not None
         examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data, needs_rewards)
     batches = StepBatches(
         len(examples), w.batch_size, w.grad_accum, accelerator.num_processes, accelerator.process_index,
