@@ -29,7 +29,7 @@ from wmtp_cli.data.examples import (
 )
 from wmtp_cli.data.records import ProblemRecord, program_for
 from wmtp_cli.data.sources import load_problems
-from wmtp_cli.data.templates import DEFAULT_TEMPLATES
+from wmtp_cli.data.templates import default_template
 from wmtp_cli.data.tokenization import split_prompt_completion
 from wmtp_cli.errors import UsageError
 
@@ -215,7 +215,7 @@ EXPECTED = {
         {
             "task_id": "codecontests/1_A. Sum",
             "source": "local",
-            "prompt": DEFAULT_TEMPLATES["codecontests"].format(description="Print a+b."),
+            "prompt": default_template("codecontests").format(description="Print a+b."),
             "solutions": ["py3 a", "py3 b"],
             "incorrect_solutions": ["wrong py3"],
             "program_prefix": "",
@@ -409,7 +409,7 @@ def test_custom_templates():
     record = load_problems(config)[0]
     text = "Write a python function to remove first and last occurrence of a given character from the string."
     tests = "\n".join(record["tests"]["statements"])
-    default = DEFAULT_TEMPLATES["mbpp"].format(text=text, tests=tests)
+    default = default_template("mbpp").format(text=text, tests=tests)
     assert record["prompt"] == f"[mbpp/11] {text}\n{tests}\n---\n{default}### Answer {{python}}\n"
 
 

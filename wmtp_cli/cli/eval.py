@@ -10,6 +10,7 @@ from rich.table import Table
 
 from wmtp_cli.cli.console import console
 from wmtp_cli.cli.progress import stage_progress
+from wmtp_cli.data.sources.registry import benchmark_names
 
 HELP = (
     "pass@k (the unbiased estimator of Chen et al. 2021) of a model's samples, or of given completions "
@@ -34,7 +35,7 @@ def eval_command(
     overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model folder to sample from.")] = None,
     benchmark: Annotated[
-        list[str] | None, typer.Option("--benchmark", help="humaneval, mbpp, codecontests or tiny-code (repeatable).")
+        list[str] | None, typer.Option("--benchmark", help=f"{', '.join(benchmark_names())} (repeatable).")
     ] = None,
     data: Annotated[str | None, typer.Option("--data", help="Local file or folder with the benchmark.")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split to evaluate (default: test).")] = None,

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from wmtp_cli.data.sources import SOURCES
 from wmtp_cli.weightings import WEIGHTINGS
 
 MAX_LR = 1.0  # AdamW moves each weight by about lr a step: above 1 nothing trains, it only diverges
@@ -61,7 +62,7 @@ class ModelConfig:
 class DataConfig:
     """Where training and validation examples come from (DESIGN.md section 4)."""
 
-    source: Literal["codecontests", "mbpp", "humaneval", "local", "hub", "tiny-code"] = option(
+    source: Literal[tuple(SOURCES)] = option(  # the registered sources (wmtp_cli.data.sources)
         "mbpp",
         help="Data set: a known benchmark, local files, any hub data set, or tiny-code (generated, no files; "
         "data.subset may set its options, e.g. 'seed=1,n_train=5000').",
@@ -103,7 +104,7 @@ class DataConfig:
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
-        if self.source in ("local", "hub") and self.path is None:
+        if SOURCES[self.source].needs_path and self.path is None:
             return [("path", f"required when data.source is '{self.source}'")]
         return []
 

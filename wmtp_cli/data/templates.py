@@ -1,6 +1,7 @@
 """Prompt templates: the default text each data schema conditions the model on, and user templates.
 
-Every default lives in :data:`DEFAULT_TEMPLATES`; the README links here. Placeholders are Python
+Each default is declared by its source (:mod:`wmtp_cli.data.sources`, :func:`default_template`); the
+README links here. Placeholders are Python
 ``str.format`` fields, so a literal brace in a template is written twice (``{{`` and ``}}``).
 
 ``mbpp`` (and ``mbpp_sanitized``)::
@@ -27,7 +28,7 @@ where code ends, while a fine-tuned completion ends with the EOS token.
 ``humaneval``, ``tiny_code`` and ``prompt_completion``: the prompt as is (``{prompt}``). A HumanEval
 (or tiny-code) prompt is a function signature and docstring, and its completion is the function's body.
 
-A user template (``data.prompt_template``) may use these placeholders (:data:`PLACEHOLDERS`):
+A user template (``data.prompt_template``) may use these placeholders (:func:`placeholders`):
 
 - every schema: ``{prompt}`` (the default template's text for that schema) and ``{task_id}``;
 - ``mbpp``: ``{text}`` (the problem statement) and ``{tests}`` (as above);
@@ -43,34 +44,19 @@ import string
 
 from wmtp_cli.errors import UsageError
 
-_CODECONTESTS = (
-    "Write a Python 3 program that solves the problem below. The program reads its input from standard input "
-    "and writes its answer to standard output.\n\n{description}\n\nPython 3 program:\n"
-)
-_MBPP = (
-    "You are an expert Python programmer, and here is your task: {text} Your code should pass these tests:\n\n{tests}\n"
-)
 
-DEFAULT_TEMPLATES: dict[str, str] = {
-    "codecontests": _CODECONTESTS,
-    "mbpp": _MBPP,
-    "mbpp_sanitized": _MBPP,
-    "humaneval": "{prompt}",
-    "prompt_completion": "{prompt}",
-    "tiny_code": "{prompt}",
-}
-"""Schema name -> the default prompt template (``{prompt}`` here is the source's own prompt field)."""
+def default_template(schema: str) -> str:
+    """The default prompt template of ``schema`` (``{prompt}`` there is the source's own prompt field)."""
+    from wmtp_cli.data.sources import SCHEMAS
 
-_COMMON = ("prompt", "task_id")
-PLACEHOLDERS: dict[str, tuple[str, ...]] = {
-    "codecontests": (*_COMMON, "description", "name"),
-    "mbpp": (*_COMMON, "text", "tests"),
-    "mbpp_sanitized": (*_COMMON, "text", "tests"),
-    "humaneval": (*_COMMON, "entry_point"),
-    "prompt_completion": _COMMON,
-    "tiny_code": (*_COMMON, "entry_point"),
-}
-"""Schema name -> the placeholders a user template may use."""
+    return SCHEMAS[schema].template
+
+
+def placeholders(schema: str) -> tuple[str, ...]:
+    """The placeholders a user template may use with ``schema``'s data."""
+    from wmtp_cli.data.sources import SCHEMAS
+
+    return SCHEMAS[schema].all_placeholders
 
 
 def placeholders_in(template: str) -> list[str]:
@@ -86,7 +72,7 @@ def placeholders_in(template: str) -> list[str]:
 
 def check_template(template: str, schema: str) -> None:
     """:class:`UsageError` unless every placeholder of ``template`` is one ``schema`` provides."""
-    allowed = PLACEHOLDERS[schema]
+    allowed = placeholders(schema)
     unknown = [field for field in placeholders_in(template) if field not in allowed]
     if unknown:
         listed = ", ".join("{" + name + "}" for name in allowed)
@@ -103,23 +89,16 @@ def render_prompt(schema: str, fields: dict[str, str], template: str | None = No
     ``fields`` holds the schema's placeholders except ``{prompt}``, which is the source's own prompt
     field for ``humaneval`` and ``prompt_completion`` and is filled in here for the others.
     """
-    default = DEFAULT_TEMPLATES[schema].format_map(fields)
+    default = default_template(schema).format_map(fields)
     if template is None:
         return default
     return template.format_map({**fields, "prompt": default})
 
 
-STOP_SEQUENCES: dict[str, tuple[str, ...]] = {
-    # Codex's HumanEval stops (Chen et al. 2021): the function body ends where top-level code starts.
-    "humaneval": ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint("),
-    # A whole function or program: stop where a base model starts writing its own tests or a new prompt.
-    "mbpp": ("\nassert ", "\nif __name__", "\n[DONE]", '\n"""', "\nYou are an expert Python programmer"),
-    "codecontests": ("\nWrite a Python 3 program",),
-}
-STOP_SEQUENCES["tiny-code"] = STOP_SEQUENCES["humaneval"]  # the same shape: a function body after its docstring
-"""Source -> text at which a sampled completion is cut (a fine-tuned model also stops at EOS)."""
-
-
 def stop_sequences(source: str) -> tuple[str, ...]:
-    """Stop sequences for completions of ``source`` (none for sources without a known format)."""
-    return STOP_SEQUENCES.get(source, ())
+    """Text at which a sampled completion of ``source`` is cut (none for sources without a known format; a
+    fine-tuned model also stops at EOS)."""
+    from wmtp_cli.data.sources import SOURCES
+
+    known = SOURCES.get(source)
+    return known.stop_sequences if known is not None else ()

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from wmtp_cli.config import DataConfig
 from wmtp_cli.data.records import ProblemRecord
+from wmtp_cli.data.sources import SOURCES, benchmark_names
 from wmtp_cli.errors import UsageError
 
-BENCHMARKS = ("humaneval", "mbpp", "codecontests", "tiny-code")
-DEFAULT_SPLIT = {"humaneval": "test", "mbpp": "test", "codecontests": "test", "tiny-code": "test"}
+BENCHMARKS = benchmark_names()
+"""The registered sources that are benchmarks (a source module declares ``benchmark=True``), at import."""
 
 
 def load_benchmark(
@@ -31,9 +32,11 @@ def load_benchmark(
     """
     from wmtp_cli.data.sources import load_problem_list
 
-    if name not in BENCHMARKS:
-        raise UsageError(f"unknown benchmark {name!r}; use one of {', '.join(BENCHMARKS)}")
-    config = DataConfig(source=name, path=data, split=split or DEFAULT_SPLIT[name], limit=limit, subset=subset)
+    known = benchmark_names()  # read now: a source registered after import counts
+    if name not in known:
+        raise UsageError(f"unknown benchmark {name!r}; use one of {', '.join(known)}")
+    config = DataConfig(source=name, path=data, split=split or SOURCES[name].default_split, limit=limit,
+                        subset=subset)  # fmt: skip
     problems = load_problem_list(config, seed=0)
     if not problems:
         raise UsageError(f"benchmark {name} ({config.split} split) has no problems")

