@@ -77,7 +77,7 @@ class DataConfig:
     prompt_template: str | None = option(
         None,
         help="Prompt template (str.format); null = the source's default. Placeholders: {prompt}, {task_id} and "
-        "per-source fields (see wmtp_cli/data/templates.py).",
+        "per-source fields (see wmtp_cli/data/templates.py and each source in wmtp_cli/data/sources/).",
     )
     num_proc: int = option(1, ge=1, help="Processes used to tokenise.")
     limit: int | None = option(None, ge=1, help="Use only the first N problems (quick tries); null = all.")
