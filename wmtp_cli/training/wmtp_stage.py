@@ -172,150 +172,206 @@ def train_wmtp(
 
 def _train(recipe: Recipe, accelerator, strategy: str, run_dir: Path, resume: bool, force: bool,
            progress: Progress | None) -> WMTPResult:  # fmt: skip
-    from accelerate.utils import DistributedType, set_seed
-    from transformers import get_cosine_schedule_with_warmup
+    stage = _Stage2(recipe, accelerator, strategy, run_dir)
+    stage.setup(resume, force)
+    start = stage.restore(resume)
+    record = stage.train(start, progress)
+    final_dir = stage.save_final()
+    return WMTPResult(run_dir, final_dir, recipe.wmtp.max_steps, stage.resumed_from, record)
 
-    w = recipe.wmtp
-    main = accelerator.is_main_process
-    if main:
-        _check_run_folder(run_dir, resume, force)
-        if resume:
-            checkpoints.report_incomplete(run_dir)
-        checkpoints.remove_partial(run_dir)
-    accelerator.wait_for_everyone()
-    set_seed(recipe.run.seed)
 
-    tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
-    with accelerator.main_process_first():
-        needs_rewards = WEIGHTINGS[w.weighting].reads_rewards or w.min_reward is not None
-        examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data, needs_rewards)
-    batches = StepBatches(
-        len(examples), w.batch_size, w.grad_accum, accelerator.num_processes, accelerator.process_index,
-        seed=recipe.run.seed, shuffle=recipe.data.shuffle,
-    )  # fmt: skip
-    if w.weighting == "dense_reward" and not any(len(d) for d in examples["dense_rewards"]):
-        raise UsageError(
-            "wmtp.weighting=dense_reward needs dense rewards, and the scored data has none: score with "
-            "reward.dense=prefix or reward.dense=attention"
-        )
+class _Stage2:
+    """One train-wmtp run, as a recipe reads: :meth:`setup` (folder policy, data, model, optimizer),
+    :meth:`restore` (a checkpoint), :meth:`train` (the loop of :meth:`step`), :meth:`save_final`."""
 
-    model, n_future = load_model(recipe, accelerator.device)
-    settings = objective_settings(recipe, n_future)
-    value_head = load_value_head(critic_source(recipe), model) if settings.uses_critic else None
-    if recipe.model.gradient_checkpointing:
-        enable_activation_checkpointing(model)
-    peft_model = None
-    if w.lora_r is not None:
-        if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            raise UsageError("LoRA runs in one process, with DDP or with run.strategy=fsdp2; not under accelerate's "
-                             "FSDP or DeepSpeed")  # fmt: skip
-        peft_model = add_lora(model, recipe)
-    freeze_unused_heads(model, settings.n_active)
-    if peft_model is None and model.dtype in (torch.bfloat16, torch.float16):
-        logger.warning(
-            "training every weight in %s: AdamW updates below its precision are lost (lr %g); for full fine-tuning "
-            "prefer model.dtype=fp32 with run.mixed_precision=bf16",
-            str(model.dtype).removeprefix("torch."), w.lr,
+    def __init__(self, recipe: Recipe, accelerator, strategy: str, run_dir: Path):
+        self.recipe, self.accelerator, self.strategy, self.run_dir = recipe, accelerator, strategy, run_dir
+        self.main = accelerator.is_main_process
+        self.resumed_from: int | None = None
+        self.what_is_left = "No checkpoint was written yet."
+
+    def setup(self, resume: bool, force: bool) -> None:
+        from accelerate.utils import set_seed
+
+        if self.main:
+            _check_run_folder(self.run_dir, resume, force)
+            if resume:
+                checkpoints.report_incomplete(self.run_dir)
+            checkpoints.remove_partial(self.run_dir)
+        self.accelerator.wait_for_everyone()
+        set_seed(self.recipe.run.seed)
+        self._setup_data()
+        self._setup_model()
+        self._setup_optimizer()
+
+    def _setup_data(self) -> None:
+        recipe, w, accelerator = self.recipe, self.recipe.wmtp, self.accelerator
+        self.tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
+        with accelerator.main_process_first():
+            needs_rewards = WEIGHTINGS[w.weighting].reads_rewards or w.min_reward is not None
+            self.examples = training_examples(load_scored(scored_path(recipe)), self.tokenizer, recipe.data,
+                                              needs_rewards)  # fmt: skip
+        self.batches = StepBatches(
+            len(self.examples), w.batch_size, w.grad_accum, accelerator.num_processes, accelerator.process_index,
+            seed=recipe.run.seed, shuffle=recipe.data.shuffle,
         )  # fmt: skip
-    model.train()
-    if value_head is not None:
-        value_head.to(accelerator.device)
-        if not settings.trains_critic:
-            value_head.requires_grad_(False)
-    objective = WMTPObjective(model, value_head, settings)
-    if strategy == "fsdp2":  # before the optimizer: sharding replaces the parameters with sharded ones
-        parallel.shard(objective, parallel.block_classes(model), accelerator.device, accelerator.mixed_precision)
-    groups = param_groups(model, w.lr, w.weight_decay)
-    if value_head is not None and settings.trains_critic:
-        groups += param_groups(value_head, recipe.critic.lr, recipe.critic.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=w.lr)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, w.warmup_steps, w.max_steps)
-    if strategy == "fsdp2":
-        optimizer = accelerator.prepare(optimizer)  # gradient accumulation's bookkeeping; the model stays as sharded
-    else:
-        objective, optimizer = accelerator.prepare(objective, optimizer)
-    _write_layout(run_dir if main else None, strategy, accelerator, objective)
+        if w.weighting == "dense_reward" and not any(len(d) for d in self.examples["dense_rewards"]):
+            raise UsageError(
+                "wmtp.weighting=dense_reward needs dense rewards, and the scored data has none: score with "
+                "reward.dense=prefix or reward.dense=attention"
+            )
 
-    run_fingerprint = fingerprint(recipe, model)
-    global_batch = w.batch_size * accelerator.num_processes * w.grad_accum
-    start, resumed_from = 0, None
-    latest = checkpoints.latest_checkpoint(run_dir) if resume else None
-    if latest is not None:
-        checkpoints.check_same_run(latest, run_fingerprint, global_batch)
-        start = resumed_from = checkpoints.load_checkpoint(accelerator, latest, objective, optimizer, scheduler)["step"]
-        logger.info("resumed from %s (step %d)", latest, start)
-    elif resume:
-        logger.warning("--resume: %s has no checkpoint yet, starting from step 0", run_dir)
-    if main:
-        save_resolved_recipe(recipe, run_dir)
-    log = MetricsLog(run_dir, enabled=main, resume_step=resumed_from if resume else None)
+    def _setup_model(self) -> None:
+        from accelerate.utils import DistributedType
 
-    names = metric_names(n_future)
-    scale_factor = accelerator.num_processes * w.grad_accum
-    collate_fn = partial(collate, pad_id=pad_id_of(tokenizer))
-    record: dict[str, float] = {}
-    what_is_left = "The last good checkpoint is intact." if latest or start else "No checkpoint was written yet."
-    try:
-        for step in range(start, w.max_steps):
-            began = time.perf_counter()
-            micro = [to_device(collate_fn(rows(examples, ids)), accelerator.device) for ids in batches.step(step)]
-            counts = accelerator.reduce(sum(loss_counts(b, settings) for b in micro), reduction="sum")
-            lm_scale = scale_factor / max(int(counts[0]), 1)
-            vf_scale = scale_factor / max(int(counts[1]), 1)
-            totals = torch.zeros(len(names), device=accelerator.device, dtype=torch.float64)  # sums of many terms
-            for batch in micro:
-                with accelerator.accumulate(objective):
-                    loss, metrics = objective(batch, lm_scale, vf_scale)
-                    metrics = accelerator.reduce(metrics, reduction="sum")
-                    totals += metrics
-                    checks = finite_checks(dict(zip(names, metrics.tolist(), strict=True)), recipe, updated=step > 0)
-                    require_finite(checks, step + 1, what_is_left)
-                    accelerator.backward(loss)
-            # All parameters, frozen ones included: FSDP computes the global norm only when given exactly these.
-            max_norm = w.grad_clip if w.grad_clip > 0 else float("inf")
-            if strategy == "fsdp2":
-                grad_norm = parallel.clip_grad_norm(objective.parameters(), max_norm)
-            else:
-                grad_norm = accelerator.clip_grad_norm_(objective.parameters(), max_norm)
-                grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-            if accelerator.distributed_type != DistributedType.DEEPSPEED:
-                causes = (
-                    f"wmtp.lr = {w.lr:g} is too high (lower it, or raise wmtp.warmup_steps), or no gradient "
-                    f"clipping (wmtp.grad_clip = {w.grad_clip:g})"
-                )
-                require_finite({"the gradient norm": (grad_norm, causes)}, step + 1, what_is_left)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+        recipe, w, accelerator = self.recipe, self.recipe.wmtp, self.accelerator
+        model, self.n_future = load_model(recipe, accelerator.device)
+        self.settings = settings = objective_settings(recipe, self.n_future)
+        value_head = load_value_head(critic_source(recipe), model) if settings.uses_critic else None
+        if recipe.model.gradient_checkpointing:
+            enable_activation_checkpointing(model)
+        self.peft_model = None
+        if w.lora_r is not None:
+            if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+                raise UsageError("LoRA runs in one process, with DDP or with run.strategy=fsdp2; not under "
+                                 "accelerate's FSDP or DeepSpeed")  # fmt: skip
+            self.peft_model = add_lora(model, recipe)
+        freeze_unused_heads(model, settings.n_active)
+        if self.peft_model is None and model.dtype in (torch.bfloat16, torch.float16):
+            logger.warning(
+                "training every weight in %s: AdamW updates below its precision are lost (lr %g); for full "
+                "fine-tuning prefer model.dtype=fp32 with run.mixed_precision=bf16",
+                str(model.dtype).removeprefix("torch."), w.lr,
+            )  # fmt: skip
+        model.train()
+        if value_head is not None:
+            value_head.to(accelerator.device)
+            if not settings.trains_critic:
+                value_head.requires_grad_(False)
+        self.model, self.value_head = model, value_head
+        self.objective = WMTPObjective(model, value_head, settings)
+        if self.strategy == "fsdp2":  # before the optimizer: sharding replaces the parameters with sharded ones
+            parallel.shard(self.objective, parallel.block_classes(model), accelerator.device,
+                           accelerator.mixed_precision)  # fmt: skip
+        self.fingerprint = fingerprint(recipe, model)
+        self.global_batch = w.batch_size * accelerator.num_processes * w.grad_accum
 
-            seconds = time.perf_counter() - began
-            record = _record(totals, names, n_future, settings.lambda_vf)
-            record.update(grad_norm=grad_norm, lr=lr, tokens_per_s=record["tokens"] / max(seconds, 1e-9))
-            done = step + 1
-            if done % recipe.run.log_every == 0 or done == w.max_steps:
-                log.write({"step": done, **record})
-            if done % recipe.run.save_every == 0 or done == w.max_steps:
-                checkpoints.save_checkpoint(
-                    accelerator, run_dir, done, recipe.run.keep_last, objective, optimizer, scheduler,
-                    {"fingerprint": run_fingerprint, "global_batch": global_batch},
-                )  # fmt: skip
-                what_is_left = f"The last good checkpoint (step {done}) is intact."
-            if progress:
-                progress("training", done, w.max_steps,
-                         f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s")  # fmt: skip
-    finally:
-        log.close()
+    def _setup_optimizer(self) -> None:
+        from transformers import get_cosine_schedule_with_warmup
 
-    final_dir = run_dir / FINAL
-    if strategy == "fsdp2":
-        _save_final_sharded(objective, tokenizer, final_dir, main)
-    else:
-        _save_final(accelerator, objective, peft_model, tokenizer, final_dir)
-    if main:
-        save_resolved_recipe(recipe, final_dir)
-    accelerator.wait_for_everyone()
-    return WMTPResult(run_dir, final_dir, w.max_steps, resumed_from, record)
+        recipe, w, accelerator = self.recipe, self.recipe.wmtp, self.accelerator
+        groups = param_groups(self.model, w.lr, w.weight_decay)
+        if self.value_head is not None and self.settings.trains_critic:
+            groups += param_groups(self.value_head, recipe.critic.lr, recipe.critic.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=w.lr)
+        self.scheduler = get_cosine_schedule_with_warmup(optimizer, w.warmup_steps, w.max_steps)
+        if self.strategy == "fsdp2":  # accelerate keeps gradient accumulation's books; the model stays as sharded
+            self.optimizer = accelerator.prepare(optimizer)
+        else:
+            self.objective, self.optimizer = accelerator.prepare(self.objective, optimizer)
+        _write_layout(self.run_dir if self.main else None, self.strategy, accelerator, self.objective)
+
+    def restore(self, resume: bool) -> int:
+        """The step to start from: the latest checkpoint's with ``resume``, else 0; opens the metrics log."""
+        start = 0
+        latest = checkpoints.latest_checkpoint(self.run_dir) if resume else None
+        if latest is not None:
+            checkpoints.check_same_run(latest, self.fingerprint, self.global_batch)
+            state = checkpoints.load_checkpoint(self.accelerator, latest, self.objective, self.optimizer,
+                                                self.scheduler)  # fmt: skip
+            start = self.resumed_from = state["step"]
+            self.what_is_left = "The last good checkpoint is intact."
+            logger.info("resumed from %s (step %d)", latest, start)
+        elif resume:
+            logger.warning("--resume: %s has no checkpoint yet, starting from step 0", self.run_dir)
+        if self.main:
+            save_resolved_recipe(self.recipe, self.run_dir)
+        self.log = MetricsLog(self.run_dir, enabled=self.main, resume_step=self.resumed_from if resume else None)
+        return start
+
+    def train(self, start: int, progress: Progress | None) -> dict[str, float]:
+        """Steps ``start`` to ``wmtp.max_steps``: logs, checkpoints and progress; the last step's record."""
+        w, run = self.recipe.wmtp, self.recipe.run
+        self.names = metric_names(self.n_future)
+        self.collate = partial(collate, pad_id=pad_id_of(self.tokenizer))
+        record: dict[str, float] = {}
+        try:
+            for step in range(start, w.max_steps):
+                record = self.step(step)
+                done = step + 1
+                if done % run.log_every == 0 or done == w.max_steps:
+                    self.log.write({"step": done, **record})
+                if done % run.save_every == 0 or done == w.max_steps:
+                    checkpoints.save_checkpoint(
+                        self.accelerator, self.run_dir, done, run.keep_last, self.objective, self.optimizer,
+                        self.scheduler, {"fingerprint": self.fingerprint, "global_batch": self.global_batch},
+                    )  # fmt: skip
+                    self.what_is_left = f"The last good checkpoint (step {done}) is intact."
+                if progress:
+                    progress("training", done, w.max_steps,
+                             f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s")  # fmt: skip
+        finally:
+            self.log.close()
+        return record
+
+    def step(self, step: int) -> dict[str, float]:
+        """One optimiser step: every micro-batch's forward and backward, clipping, the update; its metrics."""
+        w, accelerator, objective = self.recipe.wmtp, self.accelerator, self.objective
+        began = time.perf_counter()
+        micro = [to_device(self.collate(rows(self.examples, ids)), accelerator.device)
+                 for ids in self.batches.step(step)]  # fmt: skip
+        counts = accelerator.reduce(sum(loss_counts(b, self.settings) for b in micro), reduction="sum")
+        scale = accelerator.num_processes * w.grad_accum
+        lm_scale, vf_scale = scale / max(int(counts[0]), 1), scale / max(int(counts[1]), 1)
+        totals = torch.zeros(len(self.names), device=accelerator.device, dtype=torch.float64)  # sums of many terms
+        for batch in micro:
+            with accelerator.accumulate(objective):
+                loss, metrics = objective(batch, lm_scale, vf_scale)
+                metrics = accelerator.reduce(metrics, reduction="sum")
+                totals += metrics
+                named = dict(zip(self.names, metrics.tolist(), strict=True))
+                require_finite(finite_checks(named, self.recipe, updated=step > 0), step + 1, self.what_is_left)
+                accelerator.backward(loss)
+        grad_norm = self._clip(step)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        record = _record(totals, self.names, self.n_future, self.settings.lambda_vf)
+        seconds = time.perf_counter() - began
+        record.update(grad_norm=grad_norm, lr=lr, tokens_per_s=record["tokens"] / max(seconds, 1e-9))
+        return record
+
+    def _clip(self, step: int) -> float:
+        """Clip the gradients to ``wmtp.grad_clip``; the norm before, checked to be finite."""
+        from accelerate.utils import DistributedType
+
+        w, accelerator = self.recipe.wmtp, self.accelerator
+        # All parameters, frozen ones included: FSDP computes the global norm only when given exactly these.
+        max_norm = w.grad_clip if w.grad_clip > 0 else float("inf")
+        if self.strategy == "fsdp2":
+            grad_norm = parallel.clip_grad_norm(self.objective.parameters(), max_norm)
+        else:
+            grad_norm = accelerator.clip_grad_norm_(self.objective.parameters(), max_norm)
+            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        if accelerator.distributed_type != DistributedType.DEEPSPEED:
+            causes = (
+                f"wmtp.lr = {w.lr:g} is too high (lower it, or raise wmtp.warmup_steps), or no gradient "
+                f"clipping (wmtp.grad_clip = {w.grad_clip:g})"
+            )
+            require_finite({"the gradient norm": (grad_norm, causes)}, step + 1, self.what_is_left)
+        return grad_norm
+
+    def save_final(self) -> Path:
+        final_dir = self.run_dir / FINAL
+        if self.strategy == "fsdp2":
+            _save_final_sharded(self.objective, self.tokenizer, final_dir, self.main)
+        else:
+            _save_final(self.accelerator, self.objective, self.peft_model, self.tokenizer, final_dir)
+        if self.main:
+            save_resolved_recipe(self.recipe, final_dir)
+        self.accelerator.wait_for_everyone()
+        return final_dir
 
 
 def _save_final(accelerator, objective, peft_model, tokenizer, final_dir: Path) -> None:
