@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from wmtp_cli.critic.value_head import ValueHead, ValueHeadConfig  # noqa: E402
 from wmtp_cli.model.configuration import MTPConfig  # noqa: E402
 from wmtp_cli.model.modeling import MTPForCausalLM  # noqa: E402
-from wmtp_cli.planning.memory import Setup, Shape, memory  # noqa: E402
+from wmtp_cli.planning.memory import Setup, memory  # noqa: E402
+from wmtp_cli.planning.plan import model_shape  # noqa: E402
 from wmtp_cli.training import parallel  # noqa: E402
 from wmtp_cli.training.objective import ObjectiveSettings, WMTPObjective, loss_counts  # noqa: E402
 from wmtp_cli.training.setup import enable_activation_checkpointing, param_groups  # noqa: E402
@@ -58,18 +59,12 @@ def config_for(args: argparse.Namespace) -> MTPConfig:
 
 def needed_bytes(config: MTPConfig, args: argparse.Namespace) -> int:
     """``wmtp plan``'s estimate for this run (FSDP2, world size 1, fp32 weights, bf16 compute, AC, head loop)."""
-    d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
-    block = 4 * d * d + 3 * d * f + 2 * d
-    layers = config.num_hidden_layers
-    params = layers * block + 2 * v * d + d
-    with torch.device("meta"):
-        critic = sum(p.numel() for p in ValueHead(ValueHeadConfig(input_size=d, hidden_size=args.critic_hidden))
-                     .parameters())  # fmt: skip
-    shape = Shape(hidden=d, ffn=f, vocab=v, trunk_layers=config.n_trunk_layers, heads=4, parameters=params,
-                  block_parameters=block, root_parameters=2 * v * d + d, critic_parameters=critic)  # fmt: skip
+    from wmtp_cli.config import CriticConfig, Recipe
+
+    shape, _ = model_shape(config, Recipe(critic=CriticConfig(hidden_size=args.critic_hidden)))
     setup = Setup(strategy="fsdp2", processes=1, param_dtype="fp32", compute_dtype="bf16" if args.cuda else "fp32",
-                  trainable=params + critic, active_heads=4, micro_batch_tokens=args.seq, checkpointing=True,
-                  head_loop=True, lora=False)  # fmt: skip
+                  trainable=shape.parameters + shape.critic_parameters, active_heads=4, micro_batch_tokens=args.seq,
+                  checkpointing=True, head_loop=True, lora=False)  # fmt: skip
     return memory(shape, setup).total
 
 

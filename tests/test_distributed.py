@@ -17,16 +17,13 @@ from safetensors.torch import load_file
 from tiny_models import make_tiny_mtp_model
 from torchrun_helpers import (
     ACCELERATE_CONFIGS,
-    CORRELATION_ATOL,
-    NOT_COMPARED,
     RTOL,
-    WEIGHT_MAX_RTOL,
-    WEIGHT_NORM_RTOL,
     alongside_torchrun,
+    assert_same_training,
     metrics,
     needs_gloo,
     needs_torchrun,
-    weights,
+    prepared_base,
     write_recipe,
 )
 
@@ -38,14 +35,7 @@ from wmtp_cli.training import checkpoints, train_critic, train_wmtp
 @needs_torchrun
 @needs_gloo
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    model = make_tiny_mtp_model(tmp_path / "policy")
-    recipe_path = write_recipe(tmp_path, model)
-    base = load_recipe(recipe_path)
-    score(base)
-    train_critic(base)
-
-    base_dir = tmp_path / "runs" / "base"
-    shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
+    recipe_path, shared, model, base_dir = prepared_base(tmp_path)
     alongside_torchrun(
         ["train-wmtp", str(recipe_path), *shared, "run.name=multi", "wmtp.batch_size=2"],
         lambda: train_wmtp(load_recipe(recipe_path, [*shared, "run.name=single", "wmtp.batch_size=4"])),
@@ -58,24 +48,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert {p.name for p in latest.glob("rng-*.pt")} == {"rng-0.pt", "rng-1.pt"}
     assert {p.name for p in latest.glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
     assert json.loads((two / "parallel.json").read_text())["strategy"] == "ddp"
-
-    steps_one, steps_two = metrics(one), metrics(two)
-    assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two] == [1, 2, 3, 4]
-    for a, b in zip(steps_one, steps_two, strict=True):
-        assert a.keys() == b.keys()
-        for key in a.keys() - NOT_COMPARED:
-            atol = CORRELATION_ATOL if key == "weight_delta_correlation" else 0.0
-            assert math.isclose(a[key], b[key], rel_tol=RTOL, abs_tol=atol), (a["step"], key, a[key], b[key])
-    assert steps_one[-1]["loss"] < steps_one[0]["loss"]  # it trained, so the comparison is not of two no-ops
-
+    assert [r["step"] for r in metrics(one)] == [1, 2, 3, 4]
     # Each weight file against where its training started: the converted model, and the critic of stage 1.
-    for name, initial in (("model.safetensors", model), ("value_head.safetensors", base_dir / "critic")):
-        w_one, w_two, w_start = weights(one, name), weights(two, name), load_file(str(initial / name))
-        assert w_one.keys() == w_two.keys() == w_start.keys()
-        update = torch.cat([(w_one[k] - w_start[k]).flatten() for k in w_one])
-        difference = torch.cat([(w_one[k] - w_two[k]).flatten() for k in w_one])
-        assert difference.norm() <= WEIGHT_NORM_RTOL * update.norm(), (name, difference.norm(), update.norm())
-        assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())
+    assert_same_training(one, two, {"model.safetensors": model, "value_head.safetensors": base_dir / "critic"})
 
 
 @pytest.mark.parametrize("name", ["1gpu.yaml", "fsdp2-8gpu.yaml"])

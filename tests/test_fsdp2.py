@@ -13,80 +13,36 @@ in one process and ends where an uninterrupted 2-process run ends.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 
 import pytest
-import torch
 from conftest import assert_usage_error
-from safetensors.torch import load_file
 from tiny_models import make_tiny_mtp_model
 from torchrun_helpers import (
-    CORRELATION_ATOL,
-    NOT_COMPARED,
     REPO_ROOT,
-    RTOL,
     TORCHRUN,
-    WEIGHT_MAX_RTOL,
-    WEIGHT_NORM_RTOL,
     alongside_torchrun,
+    assert_same_training,
     finish,
     metrics,
     needs_gloo,
     needs_torchrun,
+    prepared_base,
     start,
     stop,
-    weights,
-    write_recipe,
 )
 
 from wmtp_cli.config import load_recipe
-from wmtp_cli.rewards import score
-from wmtp_cli.training import train_critic, train_wmtp
+from wmtp_cli.training import train_wmtp
 
 SHARDED = ["run.strategy=fsdp2", "model.gradient_checkpointing=true", "wmtp.memory_efficient_heads=true"]
 
 
 @pytest.fixture
 def base(tmp_path):
-    """A tiny model, its scored data and its critic; the overrides every run of this module shares."""
-    model = make_tiny_mtp_model(tmp_path / "policy")
-    recipe_path = write_recipe(tmp_path, model)
-    recipe = load_recipe(recipe_path)
-    score(recipe)
-    train_critic(recipe)
-    base_dir = tmp_path / "runs" / "base"
-    shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
-    return recipe_path, shared, model, base_dir
-
-
-def assert_same_training(one, two, initial: dict) -> None:
-    """Per-step metrics within RTOL; each weight file within WEIGHT_*_RTOL of how far training moved it."""
-    steps_one, steps_two = metrics(one), metrics(two)
-    assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two]
-    for a, b in zip(steps_one, steps_two, strict=True):
-        assert a.keys() == b.keys()
-        for key in a.keys() - NOT_COMPARED:
-            atol = CORRELATION_ATOL if key == "weight_delta_correlation" else 0.0
-            assert math.isclose(a[key], b[key], rel_tol=RTOL, abs_tol=atol), (a["step"], key, a[key], b[key])
-    assert steps_one[-1]["loss"] < steps_one[0]["loss"]  # it trained: not a comparison of two no-ops
-    for name, start_folder in initial.items():
-        w_one, w_two, w_start = weights(one, name), weights(two, name), weights_at(start_folder, name)
-        assert w_one.keys() == w_two.keys() == w_start.keys()
-        update = _flat(w_one, w_start)
-        difference = _flat(w_one, w_two)
-        assert difference.norm() <= WEIGHT_NORM_RTOL * update.norm(), (name, difference.norm(), update.norm())
-        assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())
-
-
-def weights_at(folder, name):
-    return load_file(str(folder / name))
-
-
-def _flat(a: dict, b: dict):
-    return torch.cat([(a[k].float() - b[k].float()).flatten() for k in a])
+    return prepared_base(tmp_path)
 
 
 def assert_sharded_in_halves(run) -> None:

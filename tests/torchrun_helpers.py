@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,6 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_models import make_tiny_mtp_model
+
+from wmtp_cli.config import load_recipe
+from wmtp_cli.rewards import score
+from wmtp_cli.training import train_critic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -185,3 +191,36 @@ def metrics(run: Path) -> list[dict[str, float]]:
 
 def weights(run: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / name))
+
+
+def prepared_base(tmp_path: Path) -> tuple[Path, list[str], Path, Path]:
+    """A tiny model, its scored data and its stage-1 critic: (recipe, the overrides every run shares, the model
+    folder, the base run folder)."""
+    model = make_tiny_mtp_model(tmp_path / "policy")
+    recipe_path = write_recipe(tmp_path, model)
+    recipe = load_recipe(recipe_path)
+    score(recipe)
+    train_critic(recipe)
+    base_dir = tmp_path / "runs" / "base"
+    shared = [f"data.scored={base_dir / 'scored'}", f"wmtp.critic_path={base_dir / 'critic'}"]
+    return recipe_path, shared, model, base_dir
+
+
+def assert_same_training(one: Path, two: Path, initial: dict[str, Path]) -> None:
+    """Per-step metrics within RTOL (CORRELATION_ATOL for the correlation); each weight file in ``initial``
+    (name -> the folder its training started from) within WEIGHT_*_RTOL of how far training moved it."""
+    steps_one, steps_two = metrics(one), metrics(two)
+    assert [r["step"] for r in steps_one] == [r["step"] for r in steps_two]
+    for a, b in zip(steps_one, steps_two, strict=True):
+        assert a.keys() == b.keys()
+        for key in a.keys() - NOT_COMPARED:
+            atol = CORRELATION_ATOL if key == "weight_delta_correlation" else 0.0
+            assert math.isclose(a[key], b[key], rel_tol=RTOL, abs_tol=atol), (a["step"], key, a[key], b[key])
+    assert steps_one[-1]["loss"] < steps_one[0]["loss"]  # it trained, so the comparison is not of two no-ops
+    for name, start in initial.items():
+        w_one, w_two, w_start = weights(one, name), weights(two, name), load_file(str(start / name))
+        assert w_one.keys() == w_two.keys() == w_start.keys()
+        update = torch.cat([(w_one[k].float() - w_start[k].float()).flatten() for k in w_one])
+        difference = torch.cat([(w_one[k].float() - w_two[k].float()).flatten() for k in w_one])
+        assert difference.norm() <= WEIGHT_NORM_RTOL * update.norm(), (name, difference.norm(), update.norm())
+        assert difference.abs().max() <= WEIGHT_MAX_RTOL * update.abs().max(), (name, difference.abs().max())

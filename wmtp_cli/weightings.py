@@ -44,12 +44,8 @@ class Weighting:
 
     @property
     def uses_delta(self) -> bool:
-        """Whether the options on delta (abs_delta, zscore_delta, uniform_mix, temperature) change anything."""
-        return self.importance != "none"
-
-    @property
-    def reads_rewards(self) -> bool:
-        """Whether the weights depend on each example's rewards (through the critic or the dense rewards)."""
+        """Whether the weights read a delta (the critic's, or the dense rewards): then each example's rewards
+        matter, and the options on delta (abs_delta, zscore_delta, uniform_mix, temperature) change something."""
         return self.importance != "none"
 
     def active_heads(self, n_future: int) -> int:

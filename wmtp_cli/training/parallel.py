@@ -121,9 +121,9 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float) -> float
     return float(total)
 
 
-def local_elements(module: nn.Module) -> tuple[int, int, str, int]:
-    """(elements this process holds, elements of the whole model, the largest parameter's name, the elements of
-    it this process holds) over ``module``'s parameters."""
+def local_elements(module: nn.Module) -> tuple[int, int, str, int, int]:
+    """(elements this process holds, elements of the whole model, the largest parameter's name, its elements,
+    the elements of it this process holds) over ``module``'s parameters."""
     from torch.distributed.tensor import DTensor
 
     local = total = 0
@@ -134,7 +134,7 @@ def local_elements(module: nn.Module) -> tuple[int, int, str, int]:
         local += held
         if param.numel() > largest_size:
             largest, largest_local, largest_size = name, held, param.numel()
-    return local, total, largest, largest_local
+    return local, total, largest, largest_size, largest_local
 
 
 def full_tensors(state: dict[str, torch.Tensor], main: bool) -> Iterator[tuple[str, torch.Tensor | None]]:

@@ -208,7 +208,7 @@ class _Stage2:
         recipe, w, accelerator = self.recipe, self.recipe.wmtp, self.accelerator
         self.tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
         with accelerator.main_process_first():
-            needs_rewards = WEIGHTINGS[w.weighting].reads_rewards or w.min_reward is not None
+            needs_rewards = WEIGHTINGS[w.weighting].uses_delta or w.min_reward is not None
             self.examples = training_examples(load_scored(scored_path(recipe)), self.tokenizer, recipe.data,
                                               needs_rewards)  # fmt: skip
         self.batches = StepBatches(
@@ -429,12 +429,12 @@ def _write_layout(run_dir: Path | None, strategy: str, accelerator, objective) -
 
     from wmtp_cli.io import atomic_write_text
 
-    local, total, largest, largest_local = parallel.local_elements(objective)
+    local, total, largest, largest_size, largest_local = parallel.local_elements(objective)
     held = accelerator.gather(torch.tensor([local, largest_local], device=accelerator.device)).view(-1, 2).tolist()
     if run_dir is not None:
         record = {"strategy": strategy, "world_size": accelerator.num_processes, "parameter_elements": total,
                   "elements_per_process": [h[0] for h in held], "largest_parameter": largest,
-                  "largest_parameter_elements": dict(objective.named_parameters())[largest].numel(),
+                  "largest_parameter_elements": largest_size,
                   "largest_parameter_elements_per_process": [h[1] for h in held]}  # fmt: skip
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "parallel.json", json.dumps(record, indent=2) + "\n")
