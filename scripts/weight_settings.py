@@ -44,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     from wmtp_cli.config import load_recipe
     from wmtp_cli.critic import ValueHead, critic_values
     from wmtp_cli.data.examples import pad_id_of
+    from wmtp_cli.data.scored import load_scored
     from wmtp_cli.losses import token_deltas, valid_heads, weights_from_importance
     from wmtp_cli.losses.diagnostics import diagnostic_sums, diagnostics_from_sums
     from wmtp_cli.model.loading import load_causal_lm, load_tokenizer
     from wmtp_cli.runs import critic_folder, scored_path
-    from wmtp_cli.training.data import collate, load_scored, rows, training_examples
+    from wmtp_cli.training.data import collate, rows, training_examples
     from wmtp_cli.training.objective import lm_labels
 
     recipe = load_recipe(args.recipe)

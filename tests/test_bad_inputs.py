@@ -154,6 +154,13 @@ def test_inspect_weights_refuses_a_text_above_the_limit(wmtp, trained, workdir):
     refused(wmtp, workdir, "inspect-weights", str(big), "--critic", str(critic), needles=("at most 1 MB",))
 
 
+def test_a_path_with_brackets_is_shown_as_it_is(wmtp, workdir):
+    # the error line is rich text: brackets in a path ('[x]', '[bold]') must not be read as markup and vanish
+    missing = workdir / "a[x]" / "[bold]r.yaml"
+    refused(wmtp, workdir, "recipe", "validate", str(missing), needles=(str(missing),))
+    refused(wmtp, workdir, "train-critic", str(missing), needles=(str(missing),))
+
+
 # --- recipe values ------------------------------------------------------------------------------------------
 
 

@@ -125,6 +125,7 @@ def test_default_run_is_the_latest_and_the_command_says_so(wmtp, setup, monkeypa
     assert result.returncode == 0, result.stderr
     assert "using the latest run's critic: runs/r/critic" in result.stdout
     assert f"model {setup / 'model'}" in result.stdout
+    assert "(the run's recipe)" in result.stdout  # the temperature training used
     # with JSON on stdout the note goes to stderr
     result = wmtp("inspect-weights", "completion.txt", "--format", "json")
     assert "using the latest run's critic" in result.stderr

@@ -1,4 +1,4 @@
-"""The ``wmtp`` Typer application: registers each command module and turns user errors into exit 2."""
+"""The ``wmtp`` Typer application: adds each command module's commands and turns user errors into exit 2."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from wmtp_cli.cli import (
     train_critic,
     train_wmtp,
 )
-from wmtp_cli.cli.console import console, error_console
+from wmtp_cli.cli.console import console, fail
 
 app = typer.Typer(
     name="wmtp",
@@ -50,17 +50,9 @@ def _root(
     """Critic-Weighted Multi-Token Prediction."""
 
 
-demo.register(app)
-download.register(app)
-pretrain.register(app)
-score.register(app)
-train_critic.register(app)
-train_wmtp.register(app)
-eval.register(app)
-compare.register(app)
-plan.register(app)
-recipe.register(app)
-inspect_weights.register(app)
+for command in (demo, download, pretrain, score, train_critic, train_wmtp, eval, compare, plan, inspect_weights):
+    app.add_typer(command.app)  # a command module's app holds its one command: it joins the root's
+app.add_typer(recipe.app, name="recipe")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,19 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except click_errors.ClickException as exc:
         where = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) else ""
-        _fail(f"{exc.format_message()}{where}", "error", exc.exit_code)
+        fail(f"{exc.format_message()}{where}", "error", exc.exit_code)
     except typer.Abort:
-        _fail("interrupted", "stopped", 130)
+        fail("interrupted", "stopped", 130)
     except UsageError as exc:
-        _fail(str(exc), "error", 2)
+        fail(str(exc), "error", 2)
     except RunError as exc:
-        _fail(str(exc), "stopped", 1)
+        fail(str(exc), "stopped", 1)
     if isinstance(code, int) and code:
         sys.exit(code)
-
-
-def _fail(message: str, label: str, code: int) -> None:
-    """One red line on stderr (however long: soft wrap lets the terminal fold it), then exit ``code``."""
-    one_line = " ".join(message.split())
-    error_console.print(f"[bold red]{label}:[/] {one_line}", highlight=False, soft_wrap=True, markup=True)
-    sys.exit(code)

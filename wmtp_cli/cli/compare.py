@@ -9,29 +9,16 @@ import typer
 from rich.rule import Rule
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import AllowCodeExecutionOpt, OverridesArg, command, recipe_arg
 from wmtp_cli.cli.progress import stage_progress
 
-HELP = (
-    "Fine-tune and evaluate every (seed, weighting, grid value) cell of one recipe, and compare them with "
-    "intervals: pass@k of each cell (mean over seeds and problems, 95% bootstrap interval over both), its weight "
-    "diagnostics, and its difference from the baseline weighting with a paired interval and a paired permutation "
-    "p-value (same seed, same problem). What cells share is made once (pretraining, scoring, each seed's critic); "
-    "finished cells are kept, so an interrupted compare resumes. Writes <run folder>/compare (or --out): "
-    "table.md, table.json, problems.jsonl, pass_at_1.png.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp compare recipes/tiny-demo.yaml --seeds 0,1,2 --weightings critic,uniform,ntp\n\n"
-    "  wmtp compare recipes/tiny-demo.yaml --seeds 0,1,2 --weightings critic,uniform "
-    "--grid wmtp.temperature=0.1,0.3,1\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("compare", help=HELP, short_help="Weightings side by side over seeds, with intervals.")(compare_command)
-
-
+@command(app, "compare", "Weightings side by side over seeds, with intervals.")
 def compare_command(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe (model, data, wmtp, eval sections).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
+    recipe: recipe_arg("model, data, wmtp, eval"),
+    overrides: OverridesArg = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds (run.seed of each cell).")] = "0,1,2",
     weightings: Annotated[
         str, typer.Option("--weightings", help="Comma-separated wmtp.weighting values.")
@@ -43,10 +30,19 @@ def compare_command(
         str, typer.Option("--baseline", help="The weighting the others are compared with.")
     ] = "uniform",
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default <run folder>/compare).")] = None,
-    allow_code_execution: Annotated[
-        bool, typer.Option("--allow-code-execution", help="Allow running programs in the sandbox (scoring, eval).")
-    ] = False,
+    allow_code_execution: AllowCodeExecutionOpt = False,
 ) -> None:
+    """Fine-tune and evaluate every (seed, weighting, grid value) cell of one recipe, and compare them with
+    intervals: pass@k of each cell (mean over seeds and problems, 95% bootstrap interval over both), its weight
+    diagnostics, and its difference from the baseline weighting with a paired interval and a paired permutation
+    p-value (same seed, same problem). What cells share is made once (pretraining, scoring, each seed's critic);
+    finished cells are kept, so an interrupted compare resumes. Writes <run folder>/compare (or --out): table.md,
+    table.json, problems.jsonl, pass_at_1.png.
+
+    Examples:
+        wmtp compare recipes/tiny-demo.yaml --seeds 0,1,2 --weightings critic,uniform,ntp
+        wmtp compare recipes/tiny-demo.yaml --seeds 0,1,2 --weightings critic,uniform --grid wmtp.temperature=0.1,0.3,1
+    """
     from wmtp_cli.compare import parse_grid, parse_seeds, parse_weightings, plan_compare, run_compare
     from wmtp_cli.execution import require_code_execution
 

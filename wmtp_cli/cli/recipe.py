@@ -10,20 +10,16 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from wmtp_cli.cli.console import console, error_console
+from wmtp_cli.cli.console import console, fail
 
-recipe_app = typer.Typer(
+app = typer.Typer(
     help="Check YAML recipes and list the keys they take.\n\nExample: wmtp recipe keys wmtp",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(recipe_app, name="recipe")
-
-
-@recipe_app.command("validate")
+@app.command("validate")
 def validate_command(
     recipe: Annotated[Path, typer.Argument(help="YAML recipe file.")],
     overrides: Annotated[
@@ -44,19 +40,14 @@ def validate_command(
         resolved = load_recipe(recipe, overrides or ())
     except RecipeError as exc:
         if len(exc.problems) == 1:
-            error_console.print(f"[bold red]error:[/] {exc.source}: {exc.problems[0]}", highlight=False, soft_wrap=True)
+            fail(f"{exc.source}: {exc.problems[0]}")
         else:  # several problems read best one per line
-            error_console.print(
-                f"[bold red]error:[/] {exc.source}: {len(exc.problems)} problems", highlight=False, soft_wrap=True
-            )
-            for problem in exc.problems:
-                error_console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+            fail(f"{exc.source}: {len(exc.problems)} problems", details=exc.problems)
     console.print(Syntax(recipe_to_yaml(resolved).rstrip(), "yaml", background_color="default"))
     console.print(f"[green]ok[/] {recipe} is valid", highlight=False)
 
 
-@recipe_app.command("keys")
+@app.command("keys")
 def keys_command(
     section: Annotated[
         str | None, typer.Argument(help="Only this section: model, data, reward, critic, wmtp, eval or run.")

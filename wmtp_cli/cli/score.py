@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import AllowCodeExecutionOpt, OverridesArg, SandboxOpt, command, recipe_arg
 from wmtp_cli.cli.progress import stage_progress
 
-HELP = (
-    "Attach a reward to every (prompt, completion) of the recipe's data: the data set's own solutions, the "
-    "model's samples, or both (reward.completions); rewards from labels, sandboxed execution of the tests, or a "
-    "reward model (reward.source). Writes <run.output_dir>/<run.name>/scored (datasets.load_from_disk). An "
-    "interrupted run picks up where it stopped.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp score recipes/tiny-smoke.yaml reward.source=execution --allow-code-execution\n\n"
-    "  wmtp score recipes/mtp-7b-codecontests.yaml reward.completions=both reward.n_samples=8 "
-    "--allow-code-execution\n"
-)
+app = typer.Typer()
+
 
 _BARS = " ▁▂▃▄▅▆▇█"
-
-
-def register(app: typer.Typer) -> None:
-    app.command("score", help=HELP, short_help="Attach rewards to training data.")(score_command)
 
 
 def _sparkline(counts: list[int]) -> str:
@@ -34,20 +20,22 @@ def _sparkline(counts: list[int]) -> str:
     return "".join(_BARS[round(c / top * (len(_BARS) - 1))] for c in counts)
 
 
+@command(app, "score", "Attach rewards to training data.")
 def score_command(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe (data, reward, model, run sections).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
-    allow_code_execution: Annotated[
-        bool, typer.Option("--allow-code-execution", help="Allow running code in the sandbox (execution rewards).")
-    ] = False,
-    sandbox: Annotated[
-        str | None,
-        typer.Option(
-            "--sandbox",
-            help="auto, bwrap or none (unsafe: no isolation); default: the recipe's execution.isolation.",
-        ),
-    ] = None,
+    recipe: recipe_arg("data, reward, model, run"),
+    overrides: OverridesArg = None,
+    allow_code_execution: AllowCodeExecutionOpt = False,
+    sandbox: SandboxOpt = None,
 ) -> None:
+    """Attach a reward to every (prompt, completion) of the recipe's data: the data set's own solutions, the
+    model's samples, or both (reward.completions); rewards from labels, sandboxed execution of the tests, or a
+    reward model (reward.source). Writes <run.output_dir>/<run.name>/scored (datasets.load_from_disk). An
+    interrupted run picks up where it stopped.
+
+    Examples:
+        wmtp score recipes/tiny-smoke.yaml reward.source=execution --allow-code-execution
+        wmtp score recipes/mtp-7b-codecontests.yaml reward.completions=both reward.n_samples=8 --allow-code-execution
+    """
     from wmtp_cli.config import load_recipe
     from wmtp_cli.rewards import score
 

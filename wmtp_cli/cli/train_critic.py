@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import OverridesArg, command, recipe_arg
 from wmtp_cli.cli.progress import stage_progress
 
-HELP = (
-    "Stage 1: train the critic, a value head on the frozen MTP model's trunk, by MSE to return targets from the "
-    "rewards of `wmtp score` (critic.return_target). Holds out critic.val_fraction of the problems, stops when the "
-    "validation loss stops improving, and reports how well the final-state value predicts the reward. Writes "
-    "<run folder>/critic.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp train-critic recipes/tiny-smoke.yaml\n\n"
-    "  wmtp train-critic recipes/mtp-7b-codecontests.yaml critic.return_target=gae critic.lr=3e-4\n\n"
-    "  accelerate launch --config_file recipes/accelerate/1gpu.yaml -m wmtp_cli train-critic RECIPE\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("train-critic", help=HELP, short_help="Stage 1: value head on the frozen MTP model.")(
-        train_critic_command
-    )
+@command(app, "train-critic", "Stage 1: value head on the frozen MTP model.")
+def train_critic_command(recipe: recipe_arg("model, data, critic, run"), overrides: OverridesArg = None) -> None:
+    """Stage 1: train the critic, a value head on the frozen MTP model's trunk, by MSE to return targets from
+    the rewards of `wmtp score` (critic.return_target). Holds out critic.val_fraction of the problems, stops when
+    the validation loss stops improving, and reports how well the final-state value predicts the reward. Writes
+    <run folder>/critic.
 
-
-def train_critic_command(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe (model, data, critic, run sections).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
-) -> None:
+    Examples:
+        wmtp train-critic recipes/tiny-smoke.yaml
+        wmtp train-critic recipes/mtp-7b-codecontests.yaml critic.return_target=gae critic.lr=3e-4
+        accelerate launch --config_file recipes/accelerate/1gpu.yaml -m wmtp_cli train-critic RECIPE
+    """
     from wmtp_cli.config import load_recipe
     from wmtp_cli.training import train_critic
 

@@ -2,38 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from wmtp_cli.cli.console import console
+from wmtp_cli.cli.options import ForceOpt, OverridesArg, ResumeOpt, command, recipe_arg
 from wmtp_cli.cli.progress import stage_progress
 
-HELP = (
-    "Stage 2: fine-tune the MTP model with L_WMTP + lambda_vf * L_VF. wmtp.weighting picks the per-head weights: "
-    "critic (softmax of the critic's delta / temperature), uniform (plain MTP), ntp (next token only) or "
-    "dense_reward (delta from the dense rewards of `wmtp score`). Writes <run folder>/wmtp-<weighting>: metrics, "
-    "checkpoints every run.save_every steps, and final/, a model folder.\n\n"
-    "[bold]Examples[/]\n\n"
-    "  wmtp train-wmtp recipes/tiny-smoke.yaml\n\n"
-    "  wmtp train-wmtp recipes/tiny-smoke.yaml wmtp.weighting=uniform\n\n"
-    "  wmtp train-wmtp recipes/tiny-smoke.yaml --resume\n\n"
-    "  accelerate launch --config_file recipes/accelerate/fsdp2-8gpu.yaml -m wmtp_cli train-wmtp "
-    "recipes/mtp-7b-codecontests.yaml\n"
-)
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    app.command("train-wmtp", help=HELP, short_help="Stage 2: critic-weighted MTP fine-tuning.")(train_wmtp_command)
-
-
+@command(app, "train-wmtp", "Stage 2: critic-weighted MTP fine-tuning.")
 def train_wmtp_command(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe (model, data, critic, wmtp, run sections).")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="section.key=value overrides.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Delete an earlier run in the same folder first.")] = False,
+    recipe: recipe_arg("model, data, critic, wmtp, run"),
+    overrides: OverridesArg = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
 ) -> None:
+    """Stage 2: fine-tune the MTP model with L_WMTP + lambda_vf * L_VF. wmtp.weighting picks the per-head
+    weights: critic (softmax of the critic's delta / temperature), uniform (plain MTP), ntp (next token only) or
+    dense_reward (delta from the dense rewards of `wmtp score`). Writes <run folder>/wmtp-<weighting>: metrics,
+    checkpoints every run.save_every steps, and final/, a model folder.
+
+    Examples:
+        wmtp train-wmtp recipes/tiny-smoke.yaml
+        wmtp train-wmtp recipes/tiny-smoke.yaml wmtp.weighting=uniform
+        wmtp train-wmtp recipes/tiny-smoke.yaml --resume
+        accelerate launch --config_file recipes/accelerate/fsdp2-8gpu.yaml -m wmtp_cli train-wmtp \
+            recipes/mtp-7b-codecontests.yaml
+    """
     from wmtp_cli.config import load_recipe
     from wmtp_cli.training import train_wmtp
 

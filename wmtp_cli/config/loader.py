@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
-from wmtp_cli.config.schema import Recipe
+from wmtp_cli.config.schema import Recipe, RegisteredName
 from wmtp_cli.errors import RecipeError, UsageError
 from wmtp_cli.io import read_text_file
 
@@ -73,6 +73,15 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
+def _choices(tp: Any) -> tuple[str, ...] | None:
+    """The values a ``Literal`` or a registry's key (:func:`~wmtp_cli.config.schema.one_of`) allows, now."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, RegisteredName):
+        return tuple(tp.registry)
+    return None
+
+
 def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
@@ -95,8 +104,8 @@ def _expected(tp: Any) -> str:
     """What a type accepts, in words, for problem messages."""
     if _is_union(tp):
         return f"{_expected(_strip_optional(tp))} or null"
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if _choices(tp) is not None:
+        return "one of " + ", ".join(repr(a) for a in _choices(tp))
     if typing.get_origin(tp) is list:
         return "a list"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[tp]
@@ -117,8 +126,8 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str], expected: str |
         return _convert(value, _strip_optional(tp), key, problems, expected or _expected(tp))
     origin = typing.get_origin(tp)
     hint = ""
-    if origin is Literal:
-        choices = typing.get_args(tp)
+    choices = _choices(tp)
+    if choices is not None:
         if isinstance(value, str) and value in choices:
             return value
         close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
@@ -363,8 +372,8 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 def _format_type(tp: Any) -> str:
     if _is_union(tp):
         return f"{_format_type(_strip_optional(tp))} | null"
-    if typing.get_origin(tp) is Literal:
-        return " | ".join(typing.get_args(tp))
+    if _choices(tp) is not None:
+        return " | ".join(_choices(tp))
     if typing.get_origin(tp) is list:
         return f"list[{_format_type(typing.get_args(tp)[0])}]"
     return tp.__name__

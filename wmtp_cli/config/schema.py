@@ -8,9 +8,10 @@ checked on each element of a list. Numbers must be finite. The bounds are what t
 only what makes sense: a learning rate of 1e308 or a softmax temperature of 1e-300 turns the loss into
 NaN after minutes of work, so the recipe refuses it before any starts.
 
-Supported field types: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]`` and
-``list[X]``. The module deliberately has no ``from __future__ import annotations``: the loader reads
-the annotations as real types through ``typing.get_type_hints``.
+Supported field types: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]``,
+``list[X]`` and :func:`one_of` a registry (a name registered there). The module deliberately has no
+``from __future__ import annotations``: the loader reads the annotations as real types through
+``typing.get_type_hints``.
 """
 
 import dataclasses
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from wmtp_cli.data.sources import SOURCES
+from wmtp_cli.reward_sources import REWARD_SOURCES, reward_sources_help
 from wmtp_cli.weightings import WEIGHTINGS
 
 MAX_LR = 1.0  # AdamW moves each weight by about lr a step: above 1 nothing trains, it only diverges
@@ -28,6 +30,25 @@ MAX_TIMEOUT_S = 86_400.0  # one day; larger values overflow the operating system
 # them delta / tau or logits / t overflow float32 (1e-300 is 0 in float32): NaN weights, NaN samples.
 MIN_WEIGHT_TEMPERATURE = 1e-3
 MIN_SAMPLING_TEMPERATURE = 1e-2  # 0 means greedy
+
+
+class RegisteredName(str):
+    """The type of a key whose values are the names in a registry (data sources, reward sources, weightings).
+
+    The loader reads the registry when it checks a recipe, not when this module is imported, so a name that a
+    plugin or a test registers later is a valid value too.
+    """
+
+    registry: dict[str, Any] = {}
+
+
+def one_of(registry: dict[str, Any]) -> type[RegisteredName]:
+    return type("RegisteredName", (RegisteredName,), {"registry": registry})
+
+
+SourceName = one_of(SOURCES)  # the registered data sources (wmtp_cli.data.sources)
+RewardSourceName = one_of(REWARD_SOURCES)  # the registered reward sources (wmtp_cli.reward_sources)
+WeightingName = one_of(WEIGHTINGS)  # the registered weightings (wmtp_cli.weightings)
 
 
 def meta(help: str, **bounds: float) -> dict[str, Any]:
@@ -62,7 +83,7 @@ class ModelConfig:
 class DataConfig:
     """Where training and validation examples come from (DESIGN.md section 4)."""
 
-    source: Literal[tuple(SOURCES)] = option(  # the registered sources (wmtp_cli.data.sources)
+    source: SourceName = option(
         "mbpp",
         help="Data set: a known benchmark, local files, any hub data set, or tiny-code (generated, no files; "
         "data.subset may set its options, e.g. 'seed=1,n_train=5000').",
@@ -113,11 +134,7 @@ class DataConfig:
 class RewardConfig:
     """The sequence reward r for each (prompt, completion)."""
 
-    source: Literal["labels", "execution", "reward_model"] = option(
-        "labels",
-        help="labels: 1 for correct, 0 for incorrect solutions; execution: fraction of tests passed; "
-        "reward_model: a sequence classifier's score.",
-    )
+    source: RewardSourceName = option("labels", help=reward_sources_help())
     reward_model: str | None = option(
         None, help="Sequence-classification model folder or hub id (for reward.source=reward_model)."
     )
@@ -149,12 +166,9 @@ class RewardConfig:
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
-        if self.reward_model is None and (self.source == "reward_model" or self.dense != "none"):
-            why = (
-                "reward.source is 'reward_model'"
-                if self.source == "reward_model"
-                else f"reward.dense is '{self.dense}'"
-            )
+        needs_reward_model = REWARD_SOURCES[self.source].needs_reward_model
+        if self.reward_model is None and (needs_reward_model or self.dense != "none"):
+            why = f"reward.source is '{self.source}'" if needs_reward_model else f"reward.dense is '{self.dense}'"
             return [("reward_model", f"required when {why}")]
         return []
 
@@ -201,7 +215,7 @@ class CriticConfig:
 class WMTPConfig:
     """Stage 2: fine-tune the model with L_WMTP + lambda_vf * L_VF."""
 
-    weighting: Literal[tuple(WEIGHTINGS)] = option(  # the registered weightings (wmtp_cli.weightings)
+    weighting: WeightingName = option(
         "critic", help="Per-head weights: " + "; ".join(f"{w.name}: {w.help}" for w in WEIGHTINGS.values()) + "."
     )
     temperature: float = option(

@@ -328,13 +328,48 @@ def convert_meta_checkpoint(
     if dtype is not None and dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     tokenizer_model = Path(tokenizer_model) if tokenizer_model else find_tokenizer(variant_dir)
+    state, params = _open_checkpoint(variant_dir)
+    target = {name: DTYPES[dtype] if dtype else state.dtype(name) for name in state.names()}
+    entries = [TensorEntry(hf_name(name, params), target[name], state.shape(name)) for name in state.names()]
+    dtype_name = str(target["tok_embeddings.weight"]).removeprefix("torch.")
+    config = _model_config(params, dtype_name)
+    with atomic_directory(out_dir, force=force) as tmp:
+        _write_weights(tmp, state, params, entries, max_shard_bytes, progress)
+        config.save_pretrained(tmp)
+        _generation_config(config).save_pretrained(tmp)
+        convert_sentencepiece_tokenizer(tokenizer_model, tmp)
+        record = _conversion_record(variant_dir, state, dtype_name, provenance)
+        (tmp / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    logger.info("converted %s to %s (%.2f GiB)", variant_dir, out_dir, sum(e.nbytes for e in entries) / 2**30)
+    return out_dir
+
+
+def _open_checkpoint(variant_dir: Path) -> tuple[MetaStateDict, MetaParams]:
+    """The variant folder's tensors and its ``params.json``, checked against each other."""
     state = MetaStateDict(variant_dir)
+    # Llama's params.json may say vocab_size: -1; the embedding's rows are the vocabulary then.
     vocab_hint = state.shape("tok_embeddings.weight")[0] if "tok_embeddings.weight" in state.names() else None
     params = read_params(variant_dir / "params.json", vocab_hint)
     check_against_params(state, params, variant_dir)
+    return state, params
 
-    target = {name: DTYPES[dtype] if dtype else state.dtype(name) for name in state.names()}
-    entries = [TensorEntry(hf_name(name, params), target[name], state.shape(name)) for name in state.names()]
+
+def _model_config(params: MetaParams, dtype_name: str) -> MTPConfig:
+    config = params.to_config()
+    # transformers 5 calls the field ``dtype``; 4.x called it ``torch_dtype``.
+    setattr(config, "dtype" if hasattr(config, "dtype") else "torch_dtype", dtype_name)
+    return config
+
+
+def _write_weights(
+    folder: Path,
+    state: MetaStateDict,
+    params: MetaParams,
+    entries: list[TensorEntry],
+    max_shard_bytes: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The safetensors shards and their index, one tensor in memory at a time."""
     meta_name = {hf_name(name, params): name for name in state.names()}
     total = sum(entry.nbytes for entry in entries)
     done = 0
@@ -344,35 +379,29 @@ def convert_meta_checkpoint(
 
     def written(entry: TensorEntry) -> None:
         nonlocal done
+        # the tensor is on disk now: its source pages can go, so memory stays near one tensor
         state.release(meta_name[entry.name])
         done += entry.nbytes
         if progress is not None:
             progress(done, total)
 
-    config = params.to_config()
-    dtype_name = str(target["tok_embeddings.weight"]).removeprefix("torch.")
-    # transformers 5 calls the field ``dtype``; 4.x called it ``torch_dtype``.
-    setattr(config, "dtype" if hasattr(config, "dtype") else "torch_dtype", dtype_name)
-    with atomic_directory(out_dir, force=force) as tmp:
-        shards = plan_shards(entries, max_shard_bytes)
-        names = shard_file_names(len(shards))
-        for shard, file_name in zip(shards, names, strict=True):
-            write_safetensors(tmp / file_name, shard, produce, metadata={"format": "pt"}, on_written=written)
-        write_index(tmp, shards, names)
-        config.save_pretrained(tmp)
-        _generation_config(config).save_pretrained(tmp)
-        convert_sentencepiece_tokenizer(tokenizer_model, tmp)
-        record = {
-            "source": str(variant_dir.resolve()),
-            "params": json.loads((variant_dir / "params.json").read_text()),
-            "dtype": dtype_name,
-            "files": [file.name for file in state.files],
-            **(provenance or {}),
-            "converted_by": collect_provenance(),
-        }
-        (tmp / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    logger.info("converted %s to %s (%.2f GiB)", variant_dir, out_dir, total / 2**30)
-    return out_dir
+    shards = plan_shards(entries, max_shard_bytes)
+    names = shard_file_names(len(shards))
+    for shard, file_name in zip(shards, names, strict=True):
+        write_safetensors(folder / file_name, shard, produce, metadata={"format": "pt"}, on_written=written)
+    write_index(folder, shards, names)
+
+
+def _conversion_record(variant_dir: Path, state: MetaStateDict, dtype_name: str, provenance: dict | None) -> dict:
+    """What ``conversion.json`` says: where the folder came from and what made it."""
+    return {
+        "source": str(variant_dir.resolve()),
+        "params": json.loads((variant_dir / "params.json").read_text()),
+        "dtype": dtype_name,
+        "files": [file.name for file in state.files],
+        **(provenance or {}),
+        "converted_by": collect_provenance(),
+    }
 
 
 def check_conversion_output(out_dir: Path, force: bool) -> None:

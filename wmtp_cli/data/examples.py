@@ -143,6 +143,17 @@ def tokenize_examples(
 
     See the module docstring for the tokenisation, truncation and packing rules.
     """
+    _check_example_arguments(dataset, tokenizer, max_length, truncation)
+    processes = min(num_proc, len(dataset))
+    tokenized = _tokenize_and_fit(dataset, tokenizer, max_length, truncation, processes)
+    if shuffle:
+        tokenized = tokenized.shuffle(seed=seed)
+    if not packing:
+        return tokenized
+    return _pack_rows(tokenized, max_length, processes)
+
+
+def _check_example_arguments(dataset: Dataset, tokenizer: Any, max_length: int, truncation: Truncation) -> None:
     missing = {"prompt", "completion"} - set(dataset.column_names)
     if missing:
         raise ValueError(f"examples need prompt and completion columns; missing {sorted(missing)}")
@@ -152,10 +163,15 @@ def tokenize_examples(
         raise ValueError(f"max_length must be at least 2 (a prompt token and a completion token), got {max_length}")
     if tokenizer.eos_token_id is None:
         raise UsageError("the tokenizer has no EOS token, which ends every completion; give it one (eos_token)")
+
+
+def _tokenize_and_fit(
+    dataset: Dataset, tokenizer: Any, max_length: int, truncation: Truncation, processes: int
+) -> Dataset:
+    """Every example tokenised and cut to ``max_length``; the dropped ones left out, the counts logged."""
     replaced = [
         c for c in ("prompt", "completion", "input_ids", "attention_mask", "labels") if c in dataset.column_names
     ]
-    processes = min(num_proc, len(dataset))
     tokenized = dataset.map(
         _tokenize,
         batched=True,
@@ -174,11 +190,11 @@ def tokenize_examples(
     )
     if counts[DROPPED]:
         tokenized = tokenized.filter(lambda s: s != DROPPED, input_columns=[_STATUS])
-    tokenized = tokenized.remove_columns(_STATUS)
-    if shuffle:
-        tokenized = tokenized.shuffle(seed=seed)
-    if not packing:
-        return tokenized
+    return tokenized.remove_columns(_STATUS)
+
+
+def _pack_rows(tokenized: Dataset, max_length: int, processes: int) -> Dataset:
+    """The examples concatenated in their order and cut into rows of exactly ``max_length`` tokens."""
     packed = tokenized.map(
         _pack,
         batched=True,

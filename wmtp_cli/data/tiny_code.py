@@ -520,21 +520,11 @@ def _copy(args: tuple) -> tuple:
     return tuple(list(a) if isinstance(a, list) else a for a in args)
 
 
-def build_problem(family: str, params: tuple, seed: int, n_incorrect: int) -> TinyCodeProblem | None:
-    """The problem ``params`` of ``family`` (task id left empty), or None if fewer than ``n_incorrect``
-    of its mutations change what its tests see. Depends only on its arguments."""
-    spec = FAMILIES[family]
-    rng = random.Random(f"{seed}/{family}/{params!r}")
-    task = spec.task(params)
-    prompt = f'def {task.name}({", ".join(task.args)}):\n    """{task.doc}"""\n'
-    solution = _text(task.body)
-    inputs = spec.inputs(params, rng)
-    correct = _function(prompt + solution, task.name)
-    expected = [correct(*_copy(args)) for args in inputs]
-
+def _mutants_by_kind(body: list[str | Slot], solution: str) -> dict[str, list[tuple[str, Mutation]]]:
+    """Every single-token mutation of ``solution`` (the text of ``body``), as (text, span), by kind."""
     by_kind: dict[str, list[tuple[str, Mutation]]] = {}
     offset = 0
-    for part in task.body:
+    for part in body:
         if isinstance(part, str):
             offset += len(part)
             continue
@@ -548,7 +538,13 @@ def build_problem(family: str, params: tuple, seed: int, n_incorrect: int) -> Ti
             }
             by_kind.setdefault(kind, []).append((text, mutation))
         offset += len(part.text)
+    return by_kind
 
+
+def _choose_mutants(
+    by_kind: dict[str, list[tuple[str, Mutation]]], rng: random.Random, n_incorrect: int, fails: Callable[[str], bool]
+) -> list[tuple[str, Mutation]]:
+    """Up to ``n_incorrect`` distinct mutants that ``fails``, drawn from the kinds in turn (``by_kind`` is used up)."""
     # Draw kinds in a random cycle, one candidate at a time, testing only what is drawn (most pass).
     for candidates in by_kind.values():
         rng.shuffle(candidates)
@@ -561,11 +557,30 @@ def build_problem(family: str, params: tuple, seed: int, n_incorrect: int) -> Ti
                 break
             while by_kind[kind]:
                 text, mutation = by_kind[kind].pop()
-                if text not in (t for t, _ in chosen) and _fails(_function(prompt + text, task.name), inputs, expected):
+                if text not in (t for t, _ in chosen) and fails(text):
                     chosen.append((text, mutation))
                     break
             if not by_kind[kind]:
                 kinds.remove(kind)
+    return chosen
+
+
+def build_problem(family: str, params: tuple, seed: int, n_incorrect: int) -> TinyCodeProblem | None:
+    """The problem ``params`` of ``family`` (task id left empty), or None if fewer than ``n_incorrect``
+    of its mutations change what its tests see. Depends only on its arguments."""
+    spec = FAMILIES[family]
+    rng = random.Random(f"{seed}/{family}/{params!r}")
+    task = spec.task(params)
+    prompt = f'def {task.name}({", ".join(task.args)}):\n    """{task.doc}"""\n'
+    solution = _text(task.body)
+    inputs = spec.inputs(params, rng)
+    correct = _function(prompt + solution, task.name)
+    expected = [correct(*_copy(args)) for args in inputs]
+
+    def fails(text: str) -> bool:
+        return _fails(_function(prompt + text, task.name), inputs, expected)
+
+    chosen = _choose_mutants(_mutants_by_kind(task.body, solution), rng, n_incorrect, fails)
     if len(chosen) < n_incorrect:
         return None
     tests = [

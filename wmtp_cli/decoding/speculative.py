@@ -175,6 +175,42 @@ def _output(input_ids, collector, forwards, start, cache, proposed, accepted) ->
     )
 
 
+def _draft_heads(model, n_draft: int | None) -> int:
+    """``n_draft``, checked against the model's heads; None means every head after head 1."""
+    n = getattr(model.config, "n_future_tokens", 1)
+    n_draft = n - 1 if n_draft is None else n_draft
+    if not 0 <= n_draft <= n - 1:
+        raise ValueError(f"n_draft must be between 0 and {n - 1} (the model has {n} heads), got {n_draft}")
+    return n_draft
+
+
+def _verify(
+    model, fed: torch.Tensor, cache: DynamicCache, all_heads: bool, width: int
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """One forward over the fed block: each fed position's choices of heads 1..width, on the device and as ints.
+
+    ``preds[i, 0]`` is greedy's token after fed token i; ``preds[i, 1:]`` are drafts for the ones after it.
+    """
+    logits = _forward(model, fed[None], cache, all_heads)  # (1 + m, h, V)
+    preds = logits[:, :width].argmax(-1)  # (1 + m, width)
+    # One device-to-host copy per step; it is needed anyway for the crop length. The acceptance scan
+    # runs over at most n - 1 ints, cheaper in Python than as device kernels.
+    return preds, preds.tolist()
+
+
+def _accept(drafts: list[int], host: list[list[int]], proposed: list[int], accepted: list[int]) -> int:
+    """How many drafts, from the first, equal greedy's choice; counts them into ``proposed`` and ``accepted``."""
+    m = len(drafts)
+    a = 0
+    while a < m and drafts[a] == host[a][0]:
+        a += 1
+    for k in range(min(a + 1, m)):  # drafts up to the first rejected one were checked
+        proposed[k] += 1
+    for k in range(a):
+        accepted[k] += 1
+    return a
+
+
 @torch.inference_mode()
 def speculative_generate(
     model,
@@ -200,10 +236,7 @@ def speculative_generate(
         a :class:`SpeculativeOutput` whose ``sequences`` equal ``model.generate(do_sample=False)``'s.
     """
     input_ids = _check_prompt(model, input_ids)
-    n = getattr(model.config, "n_future_tokens", 1)
-    n_draft = n - 1 if n_draft is None else n_draft
-    if not 0 <= n_draft <= n - 1:
-        raise ValueError(f"n_draft must be between 0 and {n - 1} (the model has {n} heads), got {n_draft}")
+    n_draft = _draft_heads(model, n_draft)
     collector = _Collector(max_new_tokens, eos_token_id, stop_check)
     all_heads = n_draft > 0
     width = 1 + n_draft  # the certain token's head, then the drafting heads
@@ -222,19 +255,9 @@ def speculative_generate(
         m = min(n_draft, collector.room - 1)
         drafts = host_block[1 : 1 + m]
         seq_len = input_ids.shape[1] + len(collector.tokens)  # the cache holds seq_len - 1 positions
-        logits = _forward(model, block[: 1 + m][None], cache, all_heads)  # (1 + m, h, V)
+        preds, host = _verify(model, block[: 1 + m], cache, all_heads, width)  # (1 + m, width) each
         forwards += 1
-        preds = logits[:, :width].argmax(-1)  # (1 + m, width): preds[i, 0] is greedy's token after fed token i
-        # One device-to-host copy per step; it is needed anyway for the crop length. The acceptance scan
-        # runs over at most n - 1 ints, cheaper in Python than as device kernels.
-        host = preds.tolist()
-        a = 0
-        while a < m and drafts[a] == host[a][0]:
-            a += 1
-        for k in range(min(a + 1, m)):  # drafts up to the first rejected one were checked
-            proposed[k] += 1
-        for k in range(a):
-            accepted[k] += 1
+        a = _accept(drafts, host, proposed, accepted)
         _crop(cache, seq_len + a)  # keep the certain token and the accepted drafts
         done = collector.extend([*drafts[:a], host[a][0]])
         block, host_block = preds[a], host[a]  # at the last accepted position: next certain token and drafts

@@ -23,20 +23,28 @@ belong to this run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.demo.summary import CriticSummary, DemoSummary, EvalSettings, ModelResult, PretrainSummary, ScoreSummary
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.losses.diagnostics import logged_diagnostics
 from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, critic_folder, run_folder
 from wmtp_cli.weightings import WEIGHTINGS
+
+if TYPE_CHECKING:
+    from wmtp_cli.demo.evidence import CriticEvidence
+    from wmtp_cli.pretraining.pretrain import PretrainResult
+    from wmtp_cli.rewards.scoring import ScoreResult
+    from wmtp_cli.training.critic_stage import CriticResult
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ DEMO_WEIGHTINGS = ("critic", "uniform", "ntp")
 @dataclass
 class DemoResult:
     folder: Path  # <run folder>/demo
-    summary: dict
+    summary: DemoSummary
     report: Path
     views: list  # (caption, InspectionResult) for the weight views
 
@@ -57,6 +65,7 @@ class _Stages:
     def __init__(self, progress: Progress | None, announce: Callable[[str], None] | None):
         self.seconds: dict[str, float] = {}
         self._progress, self._announce = progress, announce
+        self._began = time.perf_counter()
 
     def run(self, name: str, work: Callable[[Progress | None], object]):
         if self._announce:
@@ -73,22 +82,38 @@ class _Stages:
         self.seconds[name] = time.perf_counter() - began
         return out
 
+    def finish(self) -> dict[str, float]:
+        """The seconds of each stage and in all (``total``), to 0.1 s."""
+        self.seconds["total"] = time.perf_counter() - self._began
+        return {name: round(seconds, 1) for name, seconds in self.seconds.items()}
+
+
+@dataclass
+class _Trained:
+    """What the training stages leave: their results, the critic's evidence, and each fine-tuning's metrics."""
+
+    pretrained: PretrainResult
+    scored: ScoreResult
+    critic: CriticResult
+    evidence: CriticEvidence
+    views: list  # (caption, InspectionResult)
+    finals: dict[str, Path]  # weighting -> its final model folder
+    logged: dict[str, list[dict]]  # weighting -> its training metrics
+
 
 def _curve(records: list[dict], key: str) -> list[tuple[int, float]]:
     return [(r["step"], r[key]) for r in records if key in r and "step" in r]
 
 
-def _label_agreement(scored: Path) -> dict:
+def _label_agreement(scored: Path) -> ScoreSummary:
     """How often the reward (from the recipe's reward source) agrees with the data set's own label."""
-    from wmtp_cli.training.data import load_scored
+    from wmtp_cli.data.scored import load_scored
 
     rows = load_scored(scored)
     labelled = [(r["reward"], r["label"]) for r in rows if r.get("label") is not None]
     agree = sum((reward >= 1.0) == (label == 1) for reward, label in labelled)
-    return {
-        "completions": len(rows), "correct": sum(r["reward"] >= 1.0 for r in rows),
-        "agreement": agree / len(labelled) if labelled else None,
-    }  # fmt: skip
+    correct = sum(r["reward"] >= 1.0 for r in rows)
+    return ScoreSummary(completions=len(rows), correct=correct, agreement=agree / len(labelled) if labelled else None)
 
 
 def _with_weighting(recipe: Recipe, weighting: str) -> Recipe:
@@ -105,7 +130,7 @@ def _test_data(recipe: Recipe):
     return dataclasses.replace(recipe.data, split="test", limit=None, scored=None)
 
 
-def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
+def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[CriticEvidence, list]:
     """The critic's evidence on the test split, and the weight views of one correct and one incorrect solution."""
     from wmtp_cli.data.sources import load_problems
     from wmtp_cli.data.tiny_code import tiny_code_mutations
@@ -132,7 +157,7 @@ def _evidence(recipe: Recipe, progress: Progress | None) -> tuple[dict, list]:
         (f"incorrect ({kind}): {shown['task_id']}", inspect_weights(model, tokenizer, head, wrong,
                                                                    prompt=shown["prompt"], temperature=tau)),
     ]  # fmt: skip
-    return evidence.as_dict(), views
+    return evidence, views
 
 
 def _eval_request(recipe: Recipe, name: str, model_dir: Path, out_dir: Path):
@@ -146,18 +171,21 @@ def _eval_request(recipe: Recipe, name: str, model_dir: Path, out_dir: Path):
     return EvalRequest.for_model(fp32, model_dir, out_dir, output=out_dir / f"{name}.json", head_metrics=True)
 
 
-def _evaluate(recipe: Recipe, name: str, model_dir: Path, out_dir: Path, allow: bool, progress) -> dict:
+def _evaluate(recipe: Recipe, name: str, model_dir: Path, logged: list[dict], allow: bool, progress) -> ModelResult:
+    """Evaluate one model; ``logged``: the metrics of the fine-tuning that made it (none for the pretrained one)."""
     from wmtp_cli.evaluation.runner import run_eval
 
-    request = _eval_request(recipe, name, model_dir, out_dir)
+    request = _eval_request(recipe, name, model_dir, run_folder(recipe) / "demo" / "eval")
     [(report, _)] = run_eval(request, allow_code_execution=allow, progress=progress)
     heads = report.head_metrics or []
-    return {
-        "name": name, "model": str(model_dir), "pass_at_k": report.pass_at_k, "n_problems": report.n_problems,
-        "n_passed": report.n_passed,
-        "n_samples_total": report.n_samples, "head_ce": [h["cross_entropy"] for h in heads],
-        "head_top1": [h["top1_accuracy"] for h in heads],
-    }  # fmt: skip
+    # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
+    # A step whose rows were all below wmtp.min_reward logs no CE.
+    train_loss = next((r["ce_head_1"] for r in reversed(logged) if "ce_head_1" in r), None)
+    return ModelResult(
+        name=name, model=str(model_dir), pass_at_k=report.pass_at_k, n_problems=report.n_problems,
+        n_passed=report.n_passed, n_samples_total=report.n_samples, head_ce=[h["cross_entropy"] for h in heads],
+        head_top1=[h["top1_accuracy"] for h in heads], train_loss=train_loss, weights=logged_diagnostics(logged),
+    )  # fmt: skip
 
 
 def check_demo_recipe(recipe: Recipe) -> None:
@@ -185,19 +213,27 @@ def run_demo(
     announce: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run every stage (see the module docstring); ``announce(stage)`` is called as each begins."""
-    from wmtp_cli.demo.report import write_report
-    from wmtp_cli.inspection import render_html
+    check_demo_recipe(recipe)
+    allow = allow_code_execution or recipe.reward.allow_code_execution
+    stages = _Stages(progress, announce)
+    trained = _train(recipe, stages, allow, force_pretrain)
+    models = [
+        stages.run(f"eval {name}", partial(_evaluate, recipe, name, model_dir, trained.logged.get(name, []), allow))
+        for name, model_dir in [("pretrained", Path(recipe.model.path)), *trained.finals.items()]
+    ]
+    curves = _curves(recipe, trained)
+    summary = _summary(recipe, recipe_path, stages.finish(), trained, models)
+    folder = run_folder(recipe) / "demo"
+    report = _write(recipe, summary, curves, trained, folder)
+    return DemoResult(folder, summary, report, trained.views)
+
+
+def _train(recipe: Recipe, stages: _Stages, allow: bool, force_pretrain: bool) -> _Trained:
+    """Pretrain, score, train the critic and measure it, then fine-tune once with each weighting."""
     from wmtp_cli.pretraining import pretrain
     from wmtp_cli.rewards.scoring import score
     from wmtp_cli.training import train_critic, train_wmtp
     from wmtp_cli.training.runtime import read_metrics
-
-    check_demo_recipe(recipe)
-    allow = allow_code_execution or recipe.reward.allow_code_execution
-    run_dir = run_folder(recipe)
-    folder = run_dir / "demo"
-    stages = _Stages(progress, announce)
-    began = time.perf_counter()
 
     pretrained = stages.run("pretrain", lambda p: pretrain(recipe, force=force_pretrain, progress=p))
     scored = stages.run("score", lambda p: score(recipe, allow_code_execution=allow, progress=p))
@@ -208,42 +244,50 @@ def run_demo(
         variant = _with_weighting(recipe, weighting)
         result = stages.run(f"train-wmtp {weighting}", lambda p, v=variant: train_wmtp(v, force=True, progress=p))
         finals[weighting], logged[weighting] = result.final_dir, read_metrics(result.run_dir)
+    return _Trained(pretrained, scored, critic, evidence, views, finals, logged)
 
-    models = []
-    for name, model_dir in [("pretrained", Path(recipe.model.path)), *finals.items()]:
-        row = stages.run(f"eval {name}", lambda p, n=name, m=model_dir: _evaluate(recipe, n, m, folder / "eval",
-                                                                                  allow, p))  # fmt: skip
-        # Head 1's CE compares across weightings; the weighted LM loss does not (ntp trains head 1 alone).
-        # A step whose rows were all below wmtp.min_reward logs no CE.
-        row["train_loss"] = next((r["ce_head_1"] for r in reversed(logged.get(name, [])) if "ce_head_1" in r), None)
-        row["weights"] = logged_diagnostics(logged.get(name, []))
-        models.append(row)
 
-    pretrain_metrics = read_metrics(run_dir / "pretrain" / "train")
-    critic_metrics = read_metrics(critic.folder)
-    curves = {
+def _curves(recipe: Recipe, trained: _Trained) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """The report's charts: title -> series name -> (step, value) points."""
+    from wmtp_cli.training.runtime import read_metrics
+
+    pretrain_metrics = read_metrics(run_folder(recipe) / "pretrain" / "train")
+    critic_metrics = read_metrics(trained.critic.folder)
+    return {
         "pretraining loss (uniform MTP)": {"loss": _curve(pretrain_metrics, "loss")},
         "critic loss (value MSE)": {
             "train": _curve(critic_metrics, "loss"), "validation": _curve(critic_metrics, "val_loss"),
         },
-        "fine-tuning loss (head-1 CE)": {w: _curve(records, "ce_head_1") for w, records in logged.items()},
+        "fine-tuning loss (head-1 CE)": {w: _curve(records, "ce_head_1") for w, records in trained.logged.items()},
     }  # fmt: skip
-    stages.seconds["total"] = time.perf_counter() - began
-    e = recipe.eval
-    summary = {
-        "recipe": recipe_path,
-        "seconds": {k: round(v, 1) for k, v in stages.seconds.items()},
-        "pretrain": {"cached": pretrained.cached, "steps": pretrained.steps, "loss": pretrained.last.get("loss")},
-        "score": _label_agreement(scored.path),
-        "critic": {"val_auc": critic.report.final_value_auc, **evidence},
-        "eval": {"benchmark": "tiny-code", "split": "test", "n_problems": models[0]["n_problems"],
-                 "n_samples": e.n_samples, "temperature": e.temperature, "k": sorted(set(e.k))},
-        "models": models,
-    }  # fmt: skip
-    header = {"model": recipe.model.path, "critic": str(critic.folder), "temperature": f"{recipe.wmtp.temperature:g}"}
-    pages = [(caption, render_html(result, header, title=f"WMTP weights, {caption}")) for caption, result in views]
+
+
+def _summary(
+    recipe: Recipe, recipe_path: str, seconds: dict[str, float], trained: _Trained, models: list[ModelResult]
+) -> DemoSummary:
+    pretrained, e = trained.pretrained, recipe.eval
+    settings = EvalSettings("tiny-code", "test", models[0].n_problems, e.n_samples, e.temperature, sorted(set(e.k)))
+    return DemoSummary(
+        recipe=recipe_path,
+        seconds=seconds,
+        pretrain=PretrainSummary(cached=pretrained.cached, steps=pretrained.steps, loss=pretrained.last.get("loss")),
+        score=_label_agreement(trained.scored.path),
+        critic=CriticSummary(val_auc=trained.critic.report.final_value_auc, **trained.evidence.as_dict()),
+        eval=settings,
+        models=models,
+    )
+
+
+def _write(recipe: Recipe, summary: DemoSummary, curves: dict, trained: _Trained, folder: Path) -> Path:
+    """``summary.json``, the comparison table, the report with the weight views, and the recipe, in ``folder``."""
+    from wmtp_cli.demo.report import write_report
+    from wmtp_cli.inspection import render_html
+
+    header = {"model": recipe.model.path, "critic": str(trained.critic.folder),
+              "temperature": f"{recipe.wmtp.temperature:g}"}  # fmt: skip
+    pages = [(caption, render_html(view, header, title=f"WMTP weights, {caption}")) for caption, view in trained.views]
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder / "summary.json", summary.to_json())
     report = write_report(summary, curves, pages, folder)
     save_resolved_recipe(recipe, folder)
-    return DemoResult(folder, summary, report, views)
+    return report

@@ -9,8 +9,8 @@ The page is one file with inline CSS, the charts as base64 PNG and each weight v
 page) in an ``<iframe srcdoc>``, so it opens from disk and can be mailed or attached as it is. The Markdown
 table is the part that goes into a README or a pull request.
 
-A pure library module: it takes the JSON-serialisable ``summary`` of the run and returns strings and bytes
-or writes files atomically; it prints and logs nothing. matplotlib is imported only to draw a chart.
+A pure library module: it takes the run's :class:`~wmtp_cli.demo.summary.DemoSummary` and returns strings
+and bytes or writes files atomically; it prints and logs nothing. matplotlib is imported only to draw a chart.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from wmtp_cli.demo.summary import CriticSummary, DemoSummary, ModelResult
 from wmtp_cli.io import atomic_write_text
 
 Series = dict[str, list[tuple[int, float]]]
@@ -90,47 +91,41 @@ def curve_png(series: Series, title: str, ylabel: str, xlabel: str = "step") -> 
     return buffer.getvalue()
 
 
-def _eval_line(summary: dict) -> str:
-    e = summary["eval"]
+def _eval_line(summary: DemoSummary) -> str:
+    e = summary.eval
     return (
-        f"{e['benchmark']} {e['split']} split: {e['n_problems']} problems, "
-        f"n = {e['n_samples']} samples each at temperature {e['temperature']:g}."
+        f"{e.benchmark} {e.split} split: {e.n_problems} problems, "
+        f"n = {e.n_samples} samples each at temperature {e.temperature:g}."
     )
-
-
-def _pass_at(model: dict, k: int) -> float | None:
-    # the keys are strings once the summary went through JSON; accept ints from a summary built in memory
-    pass_at_k = model.get("pass_at_k") or {}
-    return pass_at_k.get(str(k), pass_at_k.get(k))
 
 
 def _head(values: Sequence[float] | None, index: int) -> float | None:
     return values[index] if values and index < len(values) else None
 
 
-def _comparison_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+def _comparison_rows(summary: DemoSummary) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the comparison, shared by the Markdown and the HTML table (text not escaped)."""
-    ks = summary["eval"]["k"]
+    ks = summary.eval.k
     header = ["model", *(f"pass@{k}" for k in ks), "passed", "head-1 CE", "head-1 top-1", "train head-1 CE",
               "weight KL", "effective heads"]  # fmt: skip
     rows = []
-    for model in summary["models"]:
+    for model in summary.models:
         rows.append(
             [
-                str(model["name"]),
-                *(_num(_pass_at(model, k)) for k in ks),
-                f"{model['n_passed']}/{model['n_samples_total']}",
-                _num(_head(model.get("head_ce"), 0)),
-                _num(_head(model.get("head_top1"), 0)),
-                _num(model.get("train_loss")),
-                _num((model.get("weights") or {}).get("kl")),
-                _num((model.get("weights") or {}).get("effective_heads")),
+                str(model.name),
+                *(_num(model.pass_at(k)) for k in ks),
+                f"{model.n_passed}/{model.n_samples_total}",
+                _num(_head(model.head_ce, 0)),
+                _num(_head(model.head_top1, 0)),
+                _num(model.train_loss),
+                _num(model.weights.get("kl")),
+                _num(model.weights.get("effective_heads")),
             ]
         )
     return header, rows
 
 
-def markdown_table(summary: dict) -> str:
+def markdown_table(summary: DemoSummary) -> str:
     """A GitHub Markdown table comparing the models, under one line that says what they were evaluated on."""
     header, rows = _comparison_rows(summary)
 
@@ -155,41 +150,33 @@ def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]], total_last
     return f'<table class="grid">\n<tr>{head}</tr>\n' + "\n".join(body) + "\n</table>"
 
 
-def _per_head_table(models: list[dict]) -> str:
-    n_heads = max((len(m.get(key) or []) for m in models for key in ("head_ce", "head_top1")), default=0)
+def _per_head_table(models: list[ModelResult]) -> str:
+    n_heads = max((len(values) for m in models for values in (m.head_ce, m.head_top1)), default=0)
     if n_heads == 0:
         return '<p class="note">No per-head numbers.</p>'
     heads = [f"h{i + 1}" for i in range(n_heads)]
     header = ["model", *(f"CE {h}" for h in heads), *(f"top-1 {h}" for h in heads)]
     rows = [
         [
-            str(m["name"]),
-            *(_num(_head(m.get("head_ce"), i)) for i in range(n_heads)),
-            *(_num(_head(m.get("head_top1"), i)) for i in range(n_heads)),
+            str(m.name),
+            *(_num(_head(m.head_ce, i)) for i in range(n_heads)),
+            *(_num(_head(m.head_top1, i)) for i in range(n_heads)),
         ]
         for m in models
     ]
     return _html_table(header, rows)
 
 
-def _critic_section(critic: dict) -> str:
-    ratio = critic.get("delta_ratio")
+def _critic_section(critic: CriticSummary) -> str:
     rows = [
-        ["held-out AUC, validation", _num(critic.get("val_auc"))],
+        ["held-out AUC, validation", _num(critic.val_auc)],
         [
-            f"held-out AUC, test ({critic.get('n_test_correct')} correct, "
-            f"{critic.get('n_test_incorrect')} incorrect completions)",
-            _num(critic.get("test_auc")),
+            f"held-out AUC, test ({critic.n_test_correct} correct, {critic.n_test_incorrect} incorrect completions)",
+            _num(critic.test_auc),
         ],
-        [
-            f"mean |delta| on mutated tokens ({critic.get('n_mutated_tokens')} tokens)",
-            _num(critic.get("mutated_abs_delta"), 4),
-        ],
-        [
-            f"mean |delta| on other completion tokens ({critic.get('n_other_tokens')} tokens)",
-            _num(critic.get("other_abs_delta"), 4),
-        ],
-        ["ratio mutated / other", MISSING if ratio is None else f"{ratio:.1f}"],
+        [f"mean |delta| on mutated tokens ({critic.n_mutated_tokens} tokens)", _num(critic.mutated_abs_delta, 4)],
+        [f"mean |delta| on other completion tokens ({critic.n_other_tokens} tokens)", _num(critic.other_abs_delta, 4)],
+        ["ratio mutated / other", _num(critic.delta_ratio, 1)],
     ]
     note = (
         "AUC: how well the critic's value separates correct from incorrect completions it was not trained on "
@@ -232,20 +219,20 @@ def _view(caption: str, page: str) -> str:
     )
 
 
-def _meta(summary: dict) -> str:
-    pretrain, score = summary.get("pretrain") or {}, summary.get("score") or {}
-    cached = " (cached)" if pretrain.get("cached") else ""
+def _meta(summary: DemoSummary) -> str:
+    pretrain, score = summary.pretrain, summary.score
+    cached = " (cached)" if pretrain.cached else ""
     meta = {
-        "recipe": str(summary["recipe"]),
-        "total time": _duration(summary["seconds"].get("total")),
-        "pretraining": f"{pretrain.get('steps')} steps, final loss {_num(pretrain.get('loss'))}{cached}",
-        "scored completions": f"{score.get('completions')} ({score.get('correct')} correct)",
+        "recipe": str(summary.recipe),
+        "total time": _duration(summary.seconds.get("total")),
+        "pretraining": f"{pretrain.steps} steps, final loss {_num(pretrain.loss)}{cached}",
+        "scored completions": f"{score.completions} ({score.correct} correct)",
     }
     rows = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in meta.items())
     return f'<table class="meta">\n{rows}\n</table>'
 
 
-def render_report(summary: dict, curves: dict[str, Series], views: list[tuple[str, str]]) -> str:
+def render_report(summary: DemoSummary, curves: dict[str, Series], views: list[tuple[str, str]]) -> str:
     """The whole report page: comparison, critic evidence, stage times, curves (``title -> series``), views."""
     header, rows = _comparison_rows(summary)
     charts = "\n".join(_chart(title, series) for title, series in curves.items()) or '<p class="note">None.</p>'
@@ -266,11 +253,11 @@ def render_report(summary: dict, curves: dict[str, Series], views: list[tuple[st
 {_html_table(header, rows)}
 <p class="note">Head-1 CE and top-1: cross-entropy and top-1 accuracy of the next-token head on the reference
 solutions. Per head (h<i>k</i> predicts the token <i>k</i> positions ahead):</p>
-{_per_head_table(summary["models"])}
+{_per_head_table(summary.models)}
 <h2>Critic</h2>
-{_critic_section(summary["critic"])}
+{_critic_section(summary.critic)}
 <h2>Stage times</h2>
-{_stage_table(summary["seconds"])}
+{_stage_table(summary.seconds)}
 <h2>Curves</h2>
 {charts}
 <h2>Weight views</h2>
@@ -280,7 +267,7 @@ solutions. Per head (h<i>k</i> predicts the token <i>k</i> positions ahead):</p>
 """
 
 
-def write_report(summary: dict, curves: dict[str, Series], views: list[tuple[str, str]], folder: Path) -> Path:
+def write_report(summary: DemoSummary, curves: dict[str, Series], views: list[tuple[str, str]], folder: Path) -> Path:
     """Write ``folder/comparison.md`` and ``folder/report.html`` atomically; returns the report's path."""
     folder = Path(folder)
     atomic_write_text(folder / "comparison.md", markdown_table(summary))

@@ -123,9 +123,24 @@ def evaluate(
     every copy (a sampled model often repeats itself; programs here are deterministic up to timeouts).
     Off for a samples file, which is evaluated exactly as given.
     """
-    from wmtp_cli.execution import job_for
-
     began = time.perf_counter()
+    evaluated = _problems_to_evaluate(problems, samples, ks)
+    jobs, job_of = _plan_jobs(evaluated, samples, run_repeats_once)
+    results = executor.run(jobs, progress=progress)
+    problem_results = _problem_results(evaluated, samples, [results[job] for job in job_of], ks)
+    means = mean_pass_at_k([(r.n, r.c) for r in problem_results], ks)
+    return EvalReport(
+        benchmark=benchmark, pass_at_k={str(k): v for k, v in means.items()}, n_problems=len(problem_results),
+        n_samples=sum(r.n for r in problem_results), n_programs=len(jobs),
+        n_passed=sum(r.c for r in problem_results), statuses=_count_statuses(problem_results),
+        settings=dict(settings or {}), seconds=time.perf_counter() - began, problems=problem_results,
+    )  # fmt: skip
+
+
+def _problems_to_evaluate(
+    problems: Sequence[ProblemRecord], samples: dict[str, list[str]], ks: Sequence[int]
+) -> list[ProblemRecord]:
+    """The problems that have samples, in the benchmark's order; refused if some k exceeds their sample count."""
     evaluated = [p for p in problems if samples.get(p["task_id"])]
     if not evaluated:
         raise UsageError("no samples for any problem of the benchmark")
@@ -133,7 +148,16 @@ def evaluate(
     too_big = [k for k in ks if k > smallest]
     if too_big:
         raise UsageError(f"pass@{max(too_big)} needs at least {max(too_big)} samples per problem; some have {smallest}")
-    job_of: list[int] = []  # sample (in problem order) -> its job
+    return evaluated
+
+
+def _plan_jobs(
+    evaluated: Sequence[ProblemRecord], samples: dict[str, list[str]], run_repeats_once: bool
+) -> tuple[list, list[int]]:
+    """(the sandbox jobs to run, the job of each sample in problem order); see ``evaluate``'s ``run_repeats_once``."""
+    from wmtp_cli.execution import job_for
+
+    job_of: list[int] = []
     jobs, first_job = [], {}
     for problem in evaluated:
         for completion in samples[problem["task_id"]]:
@@ -142,34 +166,39 @@ def evaluate(
                 first_job[key] = len(jobs)
                 jobs.append(job_for(problem, completion))
             job_of.append(first_job[key])
-    results = executor.run(jobs, progress=progress)
+    return jobs, job_of
 
+
+def _problem_results(
+    evaluated: Sequence[ProblemRecord], samples: dict[str, list[str]], results: Sequence, ks: Sequence[int]
+) -> list[ProblemResult]:
+    """Each problem's n, c, pass@k and samples, from ``results``: one execution result per sample, in order."""
     per_problem: dict[str, list[SampleResult]] = {}
-    sample_jobs = iter(job_of)
+    sample_results = iter(results)
     for problem in evaluated:
         task_id = problem["task_id"]
         for completion in samples[task_id]:
-            result = results[next(sample_jobs)]
+            result = next(sample_results)
             per_problem.setdefault(task_id, []).append(
                 SampleResult(completion, result.passed, result.status, result.n_passed, result.n_tests, result.detail)
             )
     problem_results = []
-    statuses: dict[str, int] = {}
     for problem in evaluated:
         outcomes = per_problem[problem["task_id"]]
         n, c = len(outcomes), sum(o.passed for o in outcomes)
-        for o in outcomes:
-            statuses[o.status] = statuses.get(o.status, 0) + 1
         problem_results.append(
             ProblemResult(problem["task_id"], n, c, {str(k): pass_at_k(n, c, k) for k in ks}, outcomes)
         )
-    means = mean_pass_at_k([(r.n, r.c) for r in problem_results], ks)
-    return EvalReport(
-        benchmark=benchmark, pass_at_k={str(k): v for k, v in means.items()}, n_problems=len(problem_results),
-        n_samples=sum(r.n for r in problem_results), n_programs=len(jobs),
-        n_passed=sum(r.c for r in problem_results), statuses=statuses,
-        settings=dict(settings or {}), seconds=time.perf_counter() - began, problems=problem_results,
-    )  # fmt: skip
+    return problem_results
+
+
+def _count_statuses(problem_results: Sequence[ProblemResult]) -> dict[str, int]:
+    """How many samples ended with each status, in the order the statuses first occur."""
+    statuses: dict[str, int] = {}
+    for r in problem_results:
+        for o in r.samples:
+            statuses[o.status] = statuses.get(o.status, 0) + 1
+    return statuses
 
 
 def per_problem_path(output: str | Path) -> Path:

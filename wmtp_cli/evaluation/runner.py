@@ -160,52 +160,20 @@ def _check_flags(flags: dict) -> None:
 
 def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=None) -> list[tuple[EvalReport, Path]]:
     """Evaluate each requested benchmark; returns each report with the path of its summary."""
-    from wmtp_cli.data.templates import stop_sequences
     from wmtp_cli.evaluation.benchmarks import load_benchmark
     from wmtp_cli.execution import Executor, require_code_execution
 
     require_code_execution(allow_code_execution)
     rows = read_samples(request.samples) if request.samples is not None else None  # a bad file fails before work
     executor = Executor(timeout_s=request.timeout_s, isolation=request.isolation)  # refuses (fails closed) here
-    policy = tokenizer = None
-
-    def load_policy():
-        nonlocal policy, tokenizer
-        if policy is None:
-            from wmtp_cli.model.loading import load_causal_lm, load_tokenizer
-
-            what = "--model" if request.model_from_flag else "model.path"
-            tokenizer = load_tokenizer(request.model.path, what, need_eos=False)
-            policy = load_causal_lm(request.model, what=what)
-        return policy, tokenizer
-
+    policy = _Policy(request)
     out = []
     for benchmark in request.benchmarks:
         problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subsets.get(benchmark))
-        sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
-        decoding = None
         if rows is not None:
-            samples = group_samples(rows, problems)
-        elif request.speculative:
-            from wmtp_cli.decoding.generation import speculative_completions
-
-            texts, stats = speculative_completions(
-                *load_policy(), [p["prompt"] for p in problems], request.max_new_tokens, stop_sequences(benchmark),
-                sampling,
-            )  # fmt: skip
-            samples = {p["task_id"]: [t] for p, t in zip(problems, texts, strict=True)}
-            decoding = stats.as_dict()
+            samples, decoding = group_samples(rows, problems), None
         else:
-            from wmtp_cli.decoding.generation import sample_completions
-
-            load_policy()
-            texts = sample_completions(
-                policy, tokenizer, [p["prompt"] for p in problems], n=request.n, temperature=request.temperature,
-                top_p=request.top_p, max_new_tokens=request.max_new_tokens, batch_size=request.batch_size,
-                stop=stop_sequences(benchmark),
-                seed=request.seed, progress=sampling,
-            )  # fmt: skip
-            samples = {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}
+            samples, decoding = _generate(request, benchmark, problems, policy, progress)
         callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
         settings = {**request.settings(benchmark), "isolation": executor.isolation_description}
         report = evaluate(
@@ -214,11 +182,55 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
         )  # fmt: skip
         report.decoding = decoding
         if request.head_metrics:
-            report.head_metrics = _head_metrics(*load_policy(), problems, progress)
+            report.head_metrics = _head_metrics(policy.model, policy.tokenizer, problems, progress)
         output, _ = request.outputs(benchmark)
         write_report(report, output)
         out.append((report, output))
     return out
+
+
+class _Policy:
+    """The request's model and tokenizer, loaded on first use (a run that scores given samples never loads them)."""
+
+    def __init__(self, request: EvalRequest):
+        self._request = request
+        self._loaded = None
+
+    def _load(self):
+        if self._loaded is None:
+            from wmtp_cli.model.loading import load_model_and_tokenizer
+
+            what = "--model" if self._request.model_from_flag else "model.path"
+            self._loaded = load_model_and_tokenizer(self._request.model, what=what)
+        return self._loaded
+
+    @property
+    def model(self):
+        return self._load().model
+
+    @property
+    def tokenizer(self):
+        return self._load().tokenizer
+
+
+def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, progress):
+    """The model's completions for each problem, by task id, and the decoding statistics (speculative only)."""
+    from wmtp_cli.data.templates import stop_sequences
+    from wmtp_cli.decoding.generation import sample_completions, speculative_completions
+
+    prompts = [p["prompt"] for p in problems]
+    sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
+    if request.speculative:
+        texts, stats = speculative_completions(
+            policy.model, policy.tokenizer, prompts, request.max_new_tokens, stop_sequences(benchmark), sampling
+        )
+        return {p["task_id"]: [t] for p, t in zip(problems, texts, strict=True)}, stats.as_dict()
+    texts = sample_completions(
+        policy.model, policy.tokenizer, prompts, n=request.n, temperature=request.temperature, top_p=request.top_p,
+        max_new_tokens=request.max_new_tokens, batch_size=request.batch_size, stop=stop_sequences(benchmark),
+        seed=request.seed, progress=sampling,
+    )  # fmt: skip
+    return {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}, None
 
 
 def _head_metrics(model, tokenizer, problems, progress) -> list[dict]:

@@ -120,14 +120,14 @@ def load_sources(sources: Sources):
 
     from wmtp_cli.config.schema import ModelConfig
     from wmtp_cli.critic import ValueHead
-    from wmtp_cli.model.loading import default_device, load_causal_lm, load_config, load_tokenizer
+    from wmtp_cli.model.loading import default_device, load_config, load_model_and_tokenizer
 
     hidden_size = getattr(load_config(sources.model, "the model"), "hidden_size", None)
     head = ValueHead.load(sources.critic, expect_input_size=hidden_size)
     device = default_device()
     dtype = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    model = load_causal_lm(ModelConfig(path=sources.model, dtype=dtype), device=device, what="the model")
+    loaded = load_model_and_tokenizer(ModelConfig(path=sources.model, dtype=dtype), device=device, what="the model")
+    model = loaded.model
     if head.config.input_size != getattr(model.config, "hidden_size", head.config.input_size):
         head = ValueHead.load(sources.critic, expect_input_size=model.config.hidden_size)  # raises, saying why
-    tokenizer = load_tokenizer(sources.model, "the model", need_eos=False)
-    return model, tokenizer, head.to(device).eval(), sources.n_future
+    return model, loaded.tokenizer, head.to(device).eval(), sources.n_future

@@ -192,6 +192,22 @@ def inspect_weights(
     A text longer than the model's context runs in overlapping windows (:func:`windowed_values`), and
     ``progress("inspecting", done, total)`` reports the windows.
     """
+    n_future = _check_inputs(model, completion, temperature, n_future)
+    ids, labels = _token_ids(tokenizer, prompt, completion)
+    context = int(getattr(model.config, "max_position_embeddings", None) or len(ids))
+    prefix = 1 if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else 0
+    values = windowed_values(model, value_head, ids, context, prefix, progress)[None]  # (1, T) float32
+    weights = critic_weights(values, labels, n_future, temperature)  # (1, T, n)
+    deltas = token_deltas(values)  # (1, T)
+    rows = _rows(tokenizer, ids, labels, values, deltas, weights)
+    notes = [_window_note(len(ids), context, prefix)] if len(ids) > context else []
+    summary = _summary(rows, weights, n_future, temperature)
+    summary.diagnostics = weight_diagnostics(weights, valid_heads(labels, n_future), labels, deltas)
+    return InspectionResult(rows, summary, notes)
+
+
+def _check_inputs(model, completion: str, temperature: float, n_future: int | None) -> int:
+    """The number of heads to use (``n_future``, default all the model has), once the inputs are usable."""
     available = _check_model(model)
     n_future = n_future or available
     if n_future > available:
@@ -200,6 +216,11 @@ def inspect_weights(
         raise UsageError(f"the temperature must be > 0, got {temperature}")
     if not completion:
         raise UsageError("the completion is empty: the prompt takes the whole text")
+    return n_future
+
+
+def _token_ids(tokenizer, prompt: str, completion: str) -> tuple[list[int], torch.Tensor]:
+    """The ids of ``prompt + completion`` as training tokenises them, and labels (1, T): -100 on the prompt."""
     from wmtp_cli.data.tokenization import split_prompt_completion
 
     try:
@@ -211,33 +232,29 @@ def inspect_weights(
     ids = prompt_ids + completion_ids
     labels = torch.full((1, len(ids)), IGNORE_INDEX)
     labels[0, len(prompt_ids) :] = torch.tensor(completion_ids)
+    return ids, labels
 
-    context = int(getattr(model.config, "max_position_embeddings", None) or len(ids))
-    prefix = 1 if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else 0
-    values = windowed_values(model, value_head, ids, context, prefix, progress)[None]  # (1, T) float32
-    weights = critic_weights(values, labels, n_future, temperature)  # (1, T, n)
-    deltas = token_deltas(values)  # (1, T)
-    received = received_weights(weights)  # (1, T)
 
+def _rows(tokenizer, ids: list[int], labels, values, deltas, weights) -> list[TokenRow]:
+    """One :class:`TokenRow` a token, from the (1, T) values, deltas and labels and the (1, T, n) weights."""
     texts = token_texts(tokenizer, ids)
     pieces = tokenizer.convert_ids_to_tokens(ids)
     trained = (labels[0] != IGNORE_INDEX).tolist()
+    received = received_weights(weights)  # (1, T)
     v, d, w, r = values[0].tolist(), deltas[0].tolist(), weights[0].tolist(), received[0].tolist()
-    rows = [
+    return [
         TokenRow(position=t, token_id=ids[t], text=texts[t], piece=pieces[t], trained=trained[t], value=v[t],
                  delta=d[t] if t > 0 else None, weights=w[t], received=r[t])
         for t in range(len(ids))
     ]  # fmt: skip
-    notes = []
-    if len(ids) > context:
-        seen = (context - prefix) // 2
-        notes.append(
-            f"{len(ids):,} tokens is more than the model's context of {context:,}: values come from overlapping "
-            f"windows of {context:,} tokens, each value seeing at least the {seen:,} tokens before it"
-        )
-    summary = _summary(rows, weights, n_future, temperature)
-    summary.diagnostics = weight_diagnostics(weights, valid_heads(labels, n_future), labels, deltas)
-    return InspectionResult(rows, summary, notes)
+
+
+def _window_note(n_tokens: int, context: int, prefix: int) -> str:
+    seen = (context - prefix) // 2
+    return (
+        f"{n_tokens:,} tokens is more than the model's context of {context:,}: values come from overlapping "
+        f"windows of {context:,} tokens, each value seeing at least the {seen:,} tokens before it"
+    )
 
 
 def windowed_values(model, value_head, ids: list[int], context: int, prefix: int = 0, progress=None) -> torch.Tensor:

@@ -136,28 +136,14 @@ def weights_from_importance(
 
 
 def critic_weights(
-    values: torch.Tensor,
-    labels: torch.Tensor,
-    n_future: int,
-    temperature: float = 1.0,
-    *,
-    abs_delta: bool = False,
-    zscore: bool = False,
-    uniform_mix: float = 0.0,
+    values: torch.Tensor, labels: torch.Tensor, n_future: int, temperature: float = 1.0, **options: float
 ) -> torch.Tensor:
     """WMTP weights from critic values V (B, T): w_{t,k} = softmax_{k in K_t}(delta_{t+k} / tau). (B, T, n).
 
-    See :func:`weights_from_importance` for the options; V is used detached.
+    ``options`` are :func:`weights_from_importance`'s keyword options (``abs_delta``, ``zscore``,
+    ``uniform_mix``); V is used detached.
     """
-    return weights_from_importance(
-        token_deltas(values.detach()),
-        labels,
-        n_future,
-        temperature,
-        abs_delta=abs_delta,
-        zscore=zscore,
-        uniform_mix=uniform_mix,
-    )
+    return weights_from_importance(token_deltas(values.detach()), labels, n_future, temperature, **options)
 
 
 def uniform_weights(labels: torch.Tensor, n_future: int) -> torch.Tensor:

@@ -8,7 +8,9 @@ without a model says so in one line, naming the setting that pointed there (``mo
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -88,3 +90,42 @@ def load_config(path: str, what: str = "model.path"):
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise _load_error(path, what, "config", exc) from None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder's model and tokenizer, and for a multi-token-prediction model the heads to use."""
+
+    model: Any
+    tokenizer: Any
+    n_future: int | None  # ``model.n_future`` or every head; None for a causal LM without heads
+
+
+def load_model_and_tokenizer(
+    config, device: str | None = None, what: str = "model.path", need_eos: bool = False, need_mtp: bool = False
+) -> LoadedModel:
+    """The tokenizer (cheap, so a bad folder fails fast), then the model; see :func:`heads_to_use` for ``need_mtp``.
+
+    A training stage loads the tokenizer alone first, tokenizes its data (failing fast on bad data), and then
+    the model with :func:`load_causal_lm` and :func:`heads_to_use`: the same three functions.
+    """
+    tokenizer = load_tokenizer(config.path, what, need_eos=need_eos)
+    model = load_causal_lm(config, device=device, what=what)
+    return LoadedModel(model, tokenizer, heads_to_use(model, config, need_mtp))
+
+
+def heads_to_use(model, config, need_mtp: bool = True) -> int | None:
+    """``config.n_future`` (or every head) of a multi-token-prediction model; None for another causal LM, which
+    ``need_mtp`` refuses."""
+    available = getattr(model.config, "n_future_tokens", None)
+    if available is None or not hasattr(model, "head_logits"):
+        if not need_mtp:
+            return None
+        raise UsageError(
+            f"{config.path} is a {type(model).__name__}, not a multi-token-prediction model "
+            "(convert one with `wmtp download`)"
+        )
+    n_future = getattr(config, "n_future", None) or available
+    if n_future > available:
+        raise UsageError(f"model.n_future={n_future} but {config.path} has only {available} head(s)")
+    return n_future

@@ -189,6 +189,8 @@ _CACHE_FIELD = "cache" if "cache" in MTPOutput.__dataclass_fields__ else "past_k
 
 
 class MTPPreTrainedModel(PreTrainedModel):
+    # No get/set_input_embeddings or get/set_output_embeddings in these classes: transformers' defaults
+    # find ``embed_tokens``, ``model.embed_tokens`` and ``lm_head`` by name.
     config_class = MTPConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
@@ -214,12 +216,6 @@ class MTPModel(MTPPreTrainedModel):
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_trunk_layers))
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embed_tokens = value
 
     def forward(
         self,
@@ -255,18 +251,6 @@ class MTPForCausalLM(MTPPreTrainedModel, GenerationMixin):
     @property
     def n_future_tokens(self) -> int:
         return self.config.n_future_tokens
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embed_tokens = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     def head_logits(
         self,

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from wmtp_cli.config import ModelConfig, Recipe, WMTPConfig, recipe_to_dict, save_resolved_recipe
+from wmtp_cli.data.scored import scored_row, write_scored
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, atomic_write_text, check_output, check_replaceable
 from wmtp_cli.runs import RUN_FOLDER, run_folder
@@ -96,8 +97,6 @@ def _initial_model(recipe: Recipe, tokenizer, folder: Path) -> None:
 
 def pretrain(recipe: Recipe, resume: bool = False, force: bool = False, progress=None) -> PretrainResult:
     """Build the corpus and tokenizer, then train the model; see the module docstring."""
-    import datasets
-
     from wmtp_cli.pretraining.corpus import corpus_texts
     from wmtp_cli.pretraining.tokenizer import train_tokenizer
     from wmtp_cli.training import train_wmtp
@@ -119,12 +118,8 @@ def pretrain(recipe: Recipe, resume: bool = False, force: bool = False, progress
         if not texts:
             raise UsageError("the pretraining corpus is empty: give data problems with solutions or stdlib_mb > 0")
         tokenizer = train_tokenizer(texts, p.vocab_size)
-        corpus = datasets.Dataset.from_dict({
-            "task_id": [str(i) for i in range(len(texts))], "prompt": [""] * len(texts), "completion": texts,
-            "reward": [1.0] * len(texts),
-        })  # fmt: skip
-        with atomic_directory(corpus_dir, force=True) as tmp:
-            corpus.save_to_disk(str(tmp))
+        # The corpus is a scored data set (every text a completion with reward 1), so train-wmtp trains on it.
+        write_scored([scored_row(str(i), "pretrain", "", text, reward=1.0) for i, text in enumerate(texts)], corpus_dir)
         _initial_model(recipe, tokenizer, init_dir)
         if progress:
             progress("corpus", 1, 1)

@@ -23,18 +23,18 @@ from pathlib import Path
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.data.records import ProblemRecord
+from wmtp_cli.data.scored import scored_row, write_scored
 from wmtp_cli.errors import UsageError
-from wmtp_cli.io import atomic_directory, atomic_write_text, check_output
+from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.progress import Progress
+from wmtp_cli.reward_sources import REWARD_SOURCES, reward_source
+from wmtp_cli.rewards.dense import dense_rewards
+from wmtp_cli.rewards.resources import ScoringResources
 from wmtp_cli.runs import RUN_FOLDER, run_folder, scored_path, settings_key
 
 logger = logging.getLogger(__name__)
 
 CHUNK_PROBLEMS = 32
-SCORED_COLUMNS = (
-    "task_id", "source", "prompt", "completion", "reward", "origin", "label",
-    "n_passed", "n_tests", "status", "dense_rewards",
-)  # fmt: skip
 
 
 @dataclass
@@ -59,17 +59,19 @@ class ScoreResult:
 
 def _check_settings(recipe: Recipe, allow_code_execution: bool) -> None:
     reward = recipe.reward
-    if reward.source == "labels" and reward.completions != "dataset":
+    source = reward_source(reward.source)
+    if not source.scores_samples and reward.completions != "dataset":
+        others = ", ".join(s.name for s in REWARD_SOURCES.values() if s.scores_samples)
         raise UsageError(
-            "reward.source 'labels' scores only the data set's own solutions (model samples have no label): "
-            "set reward.completions=dataset, or use execution or reward_model"
+            f"reward.source '{source.name}' scores only the data set's own solutions (model samples have no label): "
+            f"set reward.completions=dataset, or use {others.replace(', ', ' or ')}"
         )
     if (reward.completions != "dataset" or reward.dense != "none") and recipe.model is None:
         raise UsageError(
             f"reward.completions={reward.completions} / reward.dense={reward.dense} need model.path "
             "(the policy that samples, and whose tokens dense rewards align to)"
         )
-    if reward.source == "execution":
+    if source.runs_code:
         from wmtp_cli.execution import require_code_execution, resolve_isolation
 
         require_code_execution(allow_code_execution or reward.allow_code_execution)
@@ -77,123 +79,68 @@ def _check_settings(recipe: Recipe, allow_code_execution: bool) -> None:
 
 
 def _completion_rows(problem: ProblemRecord, samples: list[str] | None, completions: str) -> list[dict]:
-    rows = []
+    """The rows to score for ``problem``: its solutions (labelled), its model samples, or both."""
+    made = []
     if completions in ("dataset", "both"):
-        rows += [{"completion": c, "origin": "solution", "label": 1} for c in problem["solutions"]]
-        rows += [{"completion": c, "origin": "incorrect_solution", "label": 0} for c in problem["incorrect_solutions"]]
+        made += [(c, "solution", 1) for c in problem["solutions"]]
+        made += [(c, "incorrect_solution", 0) for c in problem["incorrect_solutions"]]
     if completions in ("model", "both"):
-        rows += [{"completion": c, "origin": "sample", "label": None} for c in samples or []]
-    for row in rows:
-        row.update(task_id=problem["task_id"], source=problem["source"], prompt=problem["prompt"])
-    return rows
+        made += [(c, "sample", None) for c in samples or []]
+    return [
+        scored_row(problem["task_id"], problem["source"], problem["prompt"], completion, origin=origin, label=label)
+        for completion, origin, label in made
+    ]
 
 
-class _Scorer:
-    """Holds what is expensive to build (policy, reward model, sandbox) across chunks."""
+def _sample(resources: ScoringResources, problems: list[ProblemRecord], seed: int,
+            progress: Progress | None) -> list[list[str]]:  # fmt: skip
+    """``reward.n_samples`` completions of the policy for each problem, with its source's stop sequences."""
+    from wmtp_cli.data.templates import stop_sequences
+    from wmtp_cli.decoding.generation import sample_completions
 
-    def __init__(self, recipe: Recipe):
-        self.recipe = recipe
-        self.reward = recipe.reward
-        self._policy = None
-        self._policy_tokenizer = None
-        self._reward_model = None
-        self._executor = None
+    reward = resources.recipe.reward
+    per_source: dict[str, list[int]] = {}
+    for i, problem in enumerate(problems):
+        per_source.setdefault(problem["source"], []).append(i)
+    out: list[list[str]] = [[] for _ in problems]
+    for source, indices in per_source.items():
+        texts = sample_completions(
+            resources.policy(), resources.policy_tokenizer(), [problems[i]["prompt"] for i in indices],
+            n=reward.n_samples, temperature=reward.temperature, top_p=reward.top_p,
+            max_new_tokens=reward.max_new_tokens, batch_size=reward.generation_batch_size,
+            stop=stop_sequences(source), seed=seed, progress=_labelled(progress, "sampling"),
+        )  # fmt: skip
+        for i, completions in zip(indices, texts, strict=True):
+            out[i] = completions
+    return out
 
-    def policy_tokenizer(self):
-        if self._policy_tokenizer is None:
-            from wmtp_cli.model.loading import load_tokenizer
 
-            self._policy_tokenizer = load_tokenizer(self.recipe.model.path, need_eos=False)
-        return self._policy_tokenizer
+def _reward(rows: list[dict], resources: ScoringResources, progress: Progress | None) -> None:
+    """Fill each row's scored columns in place: the sequence reward from ``reward.source``, then the dense rewards."""
+    reward = resources.recipe.reward
+    source = reward_source(reward.source)
+    prompts, completions = [r["prompt"] for r in rows], [r["completion"] for r in rows]
+    results = source.build(resources.recipe, resources)(
+        prompts, completions, task_id=[r["task_id"] for r in rows], label=[r["label"] for r in rows],
+        progress=_labelled(progress, source.progress_label),
+    )  # fmt: skip
+    for row, result in zip(rows, results, strict=True):
+        row.update(reward=result.value, n_passed=result.n_passed, n_tests=result.n_tests, status=result.status,
+                   dense_rewards=[])  # fmt: skip
+    if reward.dense != "none":
+        dense = dense_rewards(
+            reward.dense, prompts, completions, [r["reward"] for r in rows], resources.reward_model(),
+            resources.policy_tokenizer(), _labelled(progress, "dense rewards"),
+        )  # fmt: skip
+        for row, values in zip(rows, dense, strict=True):
+            row["dense_rewards"] = values
 
-    def policy(self):
-        if self._policy is None:
-            from wmtp_cli.model.loading import load_causal_lm
 
-            self._policy = load_causal_lm(self.recipe.model)
-        return self._policy
-
-    def reward_model(self):
-        if self._reward_model is None:
-            from wmtp_cli.rewards.reward_model import RewardModel
-
-            self._reward_model = RewardModel(
-                self.reward.reward_model, batch_size=self.reward.batch_size, attention=self.reward.dense == "attention"
-            )
-        return self._reward_model
-
-    def executor(self):
-        if self._executor is None:
-            from wmtp_cli.execution import Executor
-
-            self._executor = Executor(
-                timeout_s=self.reward.timeout_s,
-                memory_mb=self.reward.memory_mb,
-                workers=self.reward.workers,
-                isolation=self.recipe.execution.isolation,
-            )
-        return self._executor
-
-    def isolation_description(self) -> str | None:
-        """The sandbox that ran the programs (None when no program ran)."""
-        return self._executor.isolation_description if self._executor is not None else None
-
-    def samples(self, problems: list[ProblemRecord], seed: int, progress: Progress | None) -> list[list[str]]:
-        from wmtp_cli.data.templates import stop_sequences
-        from wmtp_cli.decoding.generation import sample_completions
-
-        reward = self.reward
-        per_source: dict[str, list[int]] = {}
-        for i, problem in enumerate(problems):
-            per_source.setdefault(problem["source"], []).append(i)
-        out: list[list[str]] = [[] for _ in problems]
-        for source, indices in per_source.items():
-            texts = sample_completions(
-                self.policy(), self.policy_tokenizer(), [problems[i]["prompt"] for i in indices],
-                n=reward.n_samples, temperature=reward.temperature, top_p=reward.top_p,
-                max_new_tokens=reward.max_new_tokens, batch_size=reward.generation_batch_size,
-                stop=stop_sequences(source), seed=seed,
-                progress=(lambda done, total: progress("sampling", done, total)) if progress else None,
-            )  # fmt: skip
-            for i, completions in zip(indices, texts, strict=True):
-                out[i] = completions
-        return out
-
-    def rewards(self, rows: list[dict], problems: dict[str, ProblemRecord], progress: Progress | None) -> None:
-        """Fill ``reward``, ``n_passed``, ``n_tests``, ``status`` and ``dense_rewards`` of ``rows`` in place."""
-        source = self.reward.source
-        for row in rows:
-            row.update(n_passed=None, n_tests=None, status="", dense_rewards=[])
-        if source == "labels":
-            for row in rows:
-                row["reward"] = float(row["label"])
-        elif source == "execution":
-            from wmtp_cli.execution import job_for
-
-            jobs = [job_for(problems[row["task_id"]], row["completion"]) for row in rows]
-            callback = (lambda done, total: progress("executing", done, total)) if progress else None
-            for row, result in zip(rows, self.executor().run(jobs, progress=callback), strict=True):
-                passed_all = result.passed
-                row["reward"] = float(passed_all) if self.reward.all_or_nothing else (
-                    1.0 if passed_all else result.n_passed / max(result.n_tests, 1)
-                )  # fmt: skip
-                row.update(n_passed=result.n_passed, n_tests=result.n_tests, status=result.status)
-        else:
-            callback = (lambda done, total: progress("reward model", done, total)) if progress else None
-            scores = self.reward_model().score([r["prompt"] for r in rows], [r["completion"] for r in rows], callback)
-            for row, value in zip(rows, scores, strict=True):
-                row["reward"] = float(value)
-        if self.reward.dense != "none":
-            model, tokenizer = self.reward_model(), self.policy_tokenizer()
-            for done, row in enumerate(rows, 1):
-                if self.reward.dense == "prefix":
-                    row["dense_rewards"] = model.prefix_rewards(row["prompt"], row["completion"], tokenizer)
-                else:
-                    row["dense_rewards"] = model.attention_rewards(
-                        row["prompt"], row["completion"], row["reward"], tokenizer
-                    )
-                if progress:
-                    progress("dense rewards", done, len(rows))
+def _labelled(progress: Progress | None, label: str):
+    """``progress`` as a (done, total) callback under ``label``; None when there is no bar or no label."""
+    if progress is None or not label:
+        return None
+    return lambda done, total: progress(label, done, total)
 
 
 def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress | None = None) -> ScoreResult:
@@ -213,7 +160,7 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
 
     problems = load_problems(recipe.data, seed=recipe.run.seed).to_list()
     by_id = {p["task_id"]: p for p in problems}
-    scorer = _Scorer(recipe)
+    resources = ScoringResources(recipe, by_id)
     rows: list[dict] = []
     reused = 0
     n_chunks = math.ceil(len(problems) / CHUNK_PROBLEMS)
@@ -226,12 +173,12 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
             chunk = problems[index * CHUNK_PROBLEMS : (index + 1) * CHUNK_PROBLEMS]
             samples = None
             if recipe.reward.completions != "dataset":
-                samples = scorer.samples(chunk, recipe.run.seed + index, progress)
+                samples = _sample(resources, chunk, recipe.run.seed + index, progress)
             chunk_rows = [
                 row for i, p in enumerate(chunk) for row in _completion_rows(p, samples[i] if samples else None,
                                                                              recipe.reward.completions)
             ]  # fmt: skip
-            scorer.rewards(chunk_rows, by_id, progress)
+            _reward(chunk_rows, resources, progress)
             atomic_write_text(chunk_file, "".join(json.dumps(r) + "\n" for r in chunk_rows))
             rows += chunk_rows
         if progress:
@@ -239,29 +186,13 @@ def score(recipe: Recipe, allow_code_execution: bool = False, progress: Progress
 
     if not rows:
         raise UsageError("the data has no completions to score (no solutions, and no model samples asked for)")
-    path = _write_scored(rows, scored_path(recipe))
+    path = write_scored(rows, scored_path(recipe))
     summary = summarize(rows)
-    isolation = scorer.isolation_description()  # which sandbox ran the programs, when any ran
+    isolation = resources.isolation_description()  # which sandbox ran the programs, when any ran
     record = {"isolation": isolation, "sources": summary_as_dict(summary)}
     atomic_write_text(run_dir / "score_summary.json", json.dumps(record, indent=2) + "\n")
     save_resolved_recipe(recipe, run_dir)
     return ScoreResult(path, run_dir, len(rows), summary, reused)
-
-
-def _write_scored(rows: list[dict], out: Path) -> Path:
-    import datasets
-
-    features = datasets.Features({
-        "task_id": datasets.Value("string"), "source": datasets.Value("string"),
-        "prompt": datasets.Value("string"), "completion": datasets.Value("string"),
-        "reward": datasets.Value("float64"), "origin": datasets.Value("string"),
-        "label": datasets.Value("int64"), "n_passed": datasets.Value("int64"), "n_tests": datasets.Value("int64"),
-        "status": datasets.Value("string"), "dense_rewards": datasets.Sequence(datasets.Value("float64")),
-    })  # fmt: skip
-    table = datasets.Dataset.from_list([{k: row[k] for k in SCORED_COLUMNS} for row in rows], features=features)
-    with atomic_directory(out, force=True) as tmp:
-        table.save_to_disk(str(tmp))
-    return out
 
 
 def summarize(rows: list[dict]) -> dict[str, SourceSummary]:

@@ -26,23 +26,18 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather_object
 
-from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.config import Recipe
 from wmtp_cli.critic import critic_values
 from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.io import atomic_write_text, check_output
 from wmtp_cli.losses import IGNORE_INDEX, completion_states, return_targets, value_loss_sum
-from wmtp_cli.model.loading import load_tokenizer
 from wmtp_cli.progress import Progress
-from wmtp_cli.runs import RUN_FOLDER, critic_folder, scored_path
-from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, shard, split_by_task, training_examples
+from wmtp_cli.runs import RUN_FOLDER, critic_folder
+from wmtp_cli.training.data import collate, rows, shard, split_by_task
 from wmtp_cli.training.metrics import pearson, roc_auc
-from wmtp_cli.training.runtime import (
-    MetricsLog,
-    make_accelerator,
-    require_finite,
-    to_device,
-)
+from wmtp_cli.training.runtime import make_accelerator, require_finite, to_device
 from wmtp_cli.training.setup import load_model, new_value_head
+from wmtp_cli.training.stage import TrainingStage
 
 logger = logging.getLogger(__name__)
 
@@ -126,90 +121,101 @@ def _unwrap(head: torch.nn.Module) -> torch.nn.Module:
 
 def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResult:
     """Run stage 1 as the recipe says; see the module docstring."""
-    from accelerate.utils import set_seed
-
-    c = recipe.critic
     began = time.perf_counter()
     out_dir = check_output(critic_folder(recipe), RUN_FOLDER, kind="folder")
-    accelerator = make_accelerator(recipe.run.mixed_precision)
-    main = accelerator.is_main_process
-    set_seed(recipe.run.seed)
-
-    tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
-    with accelerator.main_process_first():
-        examples = training_examples(load_scored(scored_path(recipe)), tokenizer, recipe.data)
-    train, val = split_by_task(examples, c.val_fraction, recipe.run.seed)
-    batches = StepBatches(len(train), c.batch_size, 1, accelerator.num_processes, accelerator.process_index,
-                          seed=recipe.run.seed, shuffle=recipe.data.shuffle)  # fmt: skip
-
-    model, _ = load_model(recipe, accelerator.device)
-    model.requires_grad_(False)
-    if accelerator.device.type == "cuda" and torch.cuda.is_bf16_supported() and model.dtype == torch.float32:
-        model.to(torch.bfloat16)  # frozen: bf16 halves memory and time, and nothing is updated in it
-    head = new_value_head(model, recipe).to(accelerator.device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    if accelerator.num_processes > 1:
-        # The model is frozen and the head tiny: plain data parallelism for the head, whatever the launch
-        # config says (an FSDP or DeepSpeed config shards the model of stage 2; here there is nothing to shard).
-        device_ids = [accelerator.device.index] if accelerator.device.type == "cuda" else None
-        head = torch.nn.parallel.DistributedDataParallel(head, device_ids=device_ids)
-    trainer = _CriticTrainer(recipe, accelerator, model, head, tokenizer)
-    if main:
-        save_resolved_recipe(recipe, out_dir)
-    log = MetricsLog(out_dir, enabled=main)
-
-    best_loss, best_step, best_state, bad = math.inf, 0, None, 0
-    scale = accelerator.num_processes
-    step = 0
-    try:
-        for step in range(1, c.max_steps + 1):
-            (ids,) = batches.step(step - 1)
-            batch = to_device(trainer.collate(rows(train, ids)), accelerator.device)
-            total, count, _ = trainer.losses(batch)
-            sums = accelerator.reduce(torch.stack([total.detach().float(), count.float()]), reduction="sum")
-            loss_value = float(sums[0] / sums[1].clamp(min=1))
-            causes = (
-                f"critic.lr = {c.lr:g} is too high (the value head diverged), non-finite rewards in the scored data, "
-                f"or non-finite weights in the model (model.path)"
-            )
-            require_finite({"the critic loss": (loss_value, causes)}, step, "No value head was saved.")
-            (total * scale / sums[1].clamp(min=1)).backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            record = {"step": step, "loss": loss_value, "grad_norm": grad_norm}
-            if step % c.eval_every == 0 or step == c.max_steps:
-                val_loss, _, _ = trainer.evaluate(val)
-                record["val_loss"] = val_loss
-                if val_loss < best_loss:
-                    best_loss, best_step, bad = val_loss, step, 0
-                    best_state = {k: v.detach().clone() for k, v in _unwrap(head).state_dict().items()}
-                else:
-                    bad += 1
-            if step % recipe.run.log_every == 0 or "val_loss" in record:
-                log.write(record)
-            if progress:
-                status = f"loss {loss_value:.4f}" + (f"  best val {best_loss:.4f}" if best_state else "")
-                progress("critic", step, c.max_steps, status)
-            if bad >= c.patience:
-                logger.info("validation loss has not improved for %d validations: stopping at step %d", bad, step)
-                break
-    finally:
-        log.close()
-
-    unwrapped = _unwrap(head)
-    unwrapped.load_state_dict(best_state)
-    val_loss, finals, rewards = trainer.evaluate(val)
-    binary = bool(((rewards == 0) | (rewards == 1)).all())
-    auc = roc_auc(finals, rewards == 1) if binary else None
-    report = CriticReport(
-        steps=step, best_step=best_step, stopped_early=step < c.max_steps, train_examples=len(train),
-        val_examples=len(val), val_loss=val_loss, final_value_pearson=pearson(finals, rewards),
-        final_value_auc=None if auc is None or math.isnan(auc) else auc,
-        reward_mean=float(rewards.mean()) if len(rewards) else math.nan, seconds=time.perf_counter() - began,
-    )  # fmt: skip
-    if main:
-        unwrapped.save(out_dir)
-        atomic_write_text(out_dir / REPORT, json.dumps(asdict(report), indent=2) + "\n")
-    accelerator.wait_for_everyone()
+    stage = CriticStage(recipe, make_accelerator(recipe.run.mixed_precision), out_dir)
+    stage.setup()
+    stage.train(0, recipe.critic.max_steps, progress)
+    report = stage.save_best(began)
     return CriticResult(out_dir, report)
+
+
+class CriticStage(TrainingStage):
+    """One train-critic run: :meth:`setup` (the shared opening, the frozen model, the head), :meth:`train` (the
+    shared loop of :meth:`step`, validating every ``critic.eval_every`` steps, stopping after ``critic.patience``
+    validations without improvement), :meth:`save_best` (the best head and the report)."""
+
+    progress_label = "critic"
+
+    def setup(self) -> None:
+        recipe, c, accelerator = self.recipe, self.recipe.critic, self.accelerator
+        self.open()
+        self.train_set, self.val_set = split_by_task(self.examples, c.val_fraction, recipe.run.seed)
+        self.batches = self.step_batches(len(self.train_set), c.batch_size)
+        model, _ = load_model(recipe, accelerator.device)
+        model.requires_grad_(False)
+        if accelerator.device.type == "cuda" and torch.cuda.is_bf16_supported() and model.dtype == torch.float32:
+            model.to(torch.bfloat16)  # frozen: bf16 halves memory and time, and nothing is updated in it
+        head = new_value_head(model, recipe).to(accelerator.device)
+        self.optimizer = torch.optim.AdamW(head.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        if accelerator.num_processes > 1:
+            # The model is frozen and the head tiny: plain data parallelism for the head, whatever the launch
+            # config says (an FSDP or DeepSpeed config shards the model of stage 2; here there is nothing to shard).
+            device_ids = [accelerator.device.index] if accelerator.device.type == "cuda" else None
+            head = torch.nn.parallel.DistributedDataParallel(head, device_ids=device_ids)
+        self.head = head
+        self.trainer = _CriticTrainer(recipe, accelerator, model, head, self.tokenizer)
+        self.open_log()
+        self.best_loss, self.best_step, self.best_state, self.bad = math.inf, 0, None, 0
+
+    def step(self, step: int) -> dict[str, float]:
+        c, accelerator = self.recipe.critic, self.accelerator
+        (ids,) = self.batches.step(step)
+        batch = to_device(self.collate(rows(self.train_set, ids)), accelerator.device)
+        total, count, _ = self.trainer.losses(batch)
+        sums = accelerator.reduce(torch.stack([total.detach().float(), count.float()]), reduction="sum")
+        loss_value = float(sums[0] / sums[1].clamp(min=1))
+        causes = (
+            f"critic.lr = {c.lr:g} is too high (the value head diverged), non-finite rewards in the scored data, "
+            f"or non-finite weights in the model (model.path)"
+        )
+        require_finite({"the critic loss": (loss_value, causes)}, step + 1, "No value head was saved.")
+        (total * accelerator.num_processes / sums[1].clamp(min=1)).backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.head.parameters(), 1.0))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"step": step + 1, "loss": loss_value, "grad_norm": grad_norm}
+
+    def after_step(self, done: int, record: dict[str, float]) -> None:
+        """Validate every ``critic.eval_every`` steps (keeping the best head), then log."""
+        c = self.recipe.critic
+        if done % c.eval_every == 0 or done == c.max_steps:
+            val_loss, _, _ = self.trainer.evaluate(self.val_set)
+            record["val_loss"] = val_loss
+            if val_loss < self.best_loss:
+                self.best_loss, self.best_step, self.bad = val_loss, done, 0
+                self.best_state = {k: v.detach().clone() for k, v in _unwrap(self.head).state_dict().items()}
+            else:
+                self.bad += 1
+        if done % self.recipe.run.log_every == 0 or "val_loss" in record:
+            self.log.write(record)
+
+    def status(self, record: dict[str, float]) -> str:
+        return f"loss {record['loss']:.4f}" + (f"  best val {self.best_loss:.4f}" if self.best_state else "")
+
+    def should_stop(self, done: int) -> bool:
+        if self.bad >= self.recipe.critic.patience:
+            logger.info("validation loss has not improved for %d validations: stopping at step %d", self.bad, done)
+            return True
+        return False
+
+    def save_best(self, began: float) -> CriticReport:
+        """Restore the best head, report on the validation problems, and save both (the main process)."""
+        c = self.recipe.critic
+        head = _unwrap(self.head)
+        head.load_state_dict(self.best_state)
+        val_loss, finals, rewards = self.trainer.evaluate(self.val_set)
+        binary = bool(((rewards == 0) | (rewards == 1)).all())
+        auc = roc_auc(finals, rewards == 1) if binary else None
+        report = CriticReport(
+            steps=self.steps_done, best_step=self.best_step, stopped_early=self.steps_done < c.max_steps,
+            train_examples=len(self.train_set), val_examples=len(self.val_set), val_loss=val_loss,
+            final_value_pearson=pearson(finals, rewards),
+            final_value_auc=None if auc is None or math.isnan(auc) else auc,
+            reward_mean=float(rewards.mean()) if len(rewards) else math.nan, seconds=time.perf_counter() - began,
+        )  # fmt: skip
+        if self.main:
+            head.save(self.run_dir)
+            atomic_write_text(self.run_dir / REPORT, json.dumps(asdict(report), indent=2) + "\n")
+        self.accelerator.wait_for_everyone()
+        return report

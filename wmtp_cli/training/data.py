@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,25 +31,6 @@ from wmtp_cli.losses import IGNORE_INDEX
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("input_ids", "attention_mask", "labels", "reward", "dense_rewards", "task_id")
-
-
-def load_scored(path: str | Path) -> Dataset:
-    """The scored data set at ``path`` (``wmtp score``'s ``scored`` folder)."""
-    from datasets import load_from_disk
-
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no scored data at {path}: run `wmtp score` with this recipe first, or set data.scored")
-    try:
-        scored = load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(f"{path} is not a scored data set (datasets.load_from_disk failed: {exc})") from None
-    missing = {"prompt", "completion", "reward"} - set(scored.column_names)
-    if missing:
-        raise UsageError(f"{path} lacks the column(s) {sorted(missing)} that `wmtp score` writes")
-    if len(scored) == 0:
-        raise UsageError(f"{path} holds no scored completions")
-    return scored
 
 
 def training_examples(scored: Dataset, tokenizer: Any, data: DataConfig, needs_rewards: bool = True) -> Dataset:

@@ -17,21 +17,12 @@ logger = logging.getLogger(__name__)
 
 def load_model(recipe: Recipe, device: torch.device):
     """The recipe's MTP model on ``device`` and the number of heads to use (``model.n_future`` or all)."""
-    from wmtp_cli.model.loading import load_causal_lm
+    from wmtp_cli.model.loading import heads_to_use, load_causal_lm
 
     if recipe.model is None:
         raise UsageError("the recipe has no model section: set model.path to a converted model folder")
     model = load_causal_lm(recipe.model, device=str(device))
-    available = getattr(model.config, "n_future_tokens", None)
-    if available is None or not hasattr(model, "head_logits"):
-        raise UsageError(
-            f"{recipe.model.path} is a {type(model).__name__}, not a multi-token-prediction model "
-            "(convert one with `wmtp download`)"
-        )
-    n_future = recipe.model.n_future or available
-    if n_future > available:
-        raise UsageError(f"model.n_future={n_future} but {recipe.model.path} has only {available} head(s)")
-    return model, n_future
+    return model, heads_to_use(model, recipe.model)
 
 
 def new_value_head(model, recipe: Recipe) -> ValueHead:

@@ -25,24 +25,20 @@ import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
-from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.errors import UsageError
 from wmtp_cli.io import atomic_directory, check_output
 from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostics_from_sums
-from wmtp_cli.model.loading import load_tokenizer
 from wmtp_cli.progress import Progress
-from wmtp_cli.runs import RUN_FOLDER, critic_source, scored_path, wmtp_folder
+from wmtp_cli.runs import RUN_FOLDER, critic_source, wmtp_folder
 from wmtp_cli.training import checkpoints, parallel
-from wmtp_cli.training.data import StepBatches, collate, load_scored, rows, training_examples
+from wmtp_cli.training.data import rows
 from wmtp_cli.training.objective import ObjectiveSettings, WMTPObjective, loss_counts, metric_names
 from wmtp_cli.training.runtime import (
-    MetricsLog,
     make_accelerator,
     require_finite,
     to_device,
@@ -55,6 +51,7 @@ from wmtp_cli.training.setup import (
     load_value_head,
     param_groups,
 )
+from wmtp_cli.training.stage import TrainingStage
 from wmtp_cli.weightings import WEIGHTINGS
 
 logger = logging.getLogger(__name__)
@@ -172,54 +169,42 @@ def train_wmtp(
 
 def _train(recipe: Recipe, accelerator, strategy: str, run_dir: Path, resume: bool, force: bool,
            progress: Progress | None) -> WMTPResult:  # fmt: skip
-    stage = _Stage2(recipe, accelerator, strategy, run_dir)
+    stage = WMTPStage(recipe, accelerator, strategy, run_dir)
     stage.setup(resume, force)
     start = stage.restore(resume)
-    record = stage.train(start, progress)
+    record = stage.train(start, recipe.wmtp.max_steps, progress)
     final_dir = stage.save_final()
     return WMTPResult(run_dir, final_dir, recipe.wmtp.max_steps, stage.resumed_from, record)
 
 
-class _Stage2:
-    """One train-wmtp run, as a recipe reads: :meth:`setup` (folder policy, data, model, optimizer),
-    :meth:`restore` (a checkpoint), :meth:`train` (the loop of :meth:`step`), :meth:`save_final`."""
+class WMTPStage(TrainingStage):
+    """One train-wmtp run, as a recipe reads: :meth:`setup` (the shared opening with this stage's folder policy,
+    then model and optimizer), :meth:`restore` (a checkpoint), :meth:`train` (the shared loop of :meth:`step`,
+    with checkpoints), :meth:`save_final`."""
 
     def __init__(self, recipe: Recipe, accelerator, strategy: str, run_dir: Path):
-        self.recipe, self.accelerator, self.strategy, self.run_dir = recipe, accelerator, strategy, run_dir
-        self.main = accelerator.is_main_process
+        super().__init__(recipe, accelerator, run_dir)
+        self.strategy = strategy
         self.resumed_from: int | None = None
         self.what_is_left = "No checkpoint was written yet."
 
     def setup(self, resume: bool, force: bool) -> None:
-        from accelerate.utils import set_seed
-
-        if self.main:
-            _check_run_folder(self.run_dir, resume, force)
-            if resume:
-                checkpoints.report_incomplete(self.run_dir)
-            checkpoints.remove_partial(self.run_dir)
-        self.accelerator.wait_for_everyone()
-        set_seed(self.recipe.run.seed)
-        self._setup_data()
-        self._setup_model()
-        self._setup_optimizer()
-
-    def _setup_data(self) -> None:
-        recipe, w, accelerator = self.recipe, self.recipe.wmtp, self.accelerator
-        self.tokenizer = load_tokenizer(recipe.model.path if recipe.model else "")
-        with accelerator.main_process_first():
-            needs_rewards = WEIGHTINGS[w.weighting].uses_delta or w.min_reward is not None
-            self.examples = training_examples(load_scored(scored_path(recipe)), self.tokenizer, recipe.data,
-                                              needs_rewards)  # fmt: skip
-        self.batches = StepBatches(
-            len(self.examples), w.batch_size, w.grad_accum, accelerator.num_processes, accelerator.process_index,
-            seed=recipe.run.seed, shuffle=recipe.data.shuffle,
-        )  # fmt: skip
+        w = self.recipe.wmtp
+        self.open(WEIGHTINGS[w.weighting].uses_delta or w.min_reward is not None, resume, force)
+        self.batches = self.step_batches(len(self.examples), w.batch_size, w.grad_accum)
         if w.weighting == "dense_reward" and not any(len(d) for d in self.examples["dense_rewards"]):
             raise UsageError(
                 "wmtp.weighting=dense_reward needs dense rewards, and the scored data has none: score with "
                 "reward.dense=prefix or reward.dense=attention"
             )
+        self._setup_model()
+        self._setup_optimizer()
+
+    def prepare_folder(self, resume: bool, force: bool) -> None:
+        _check_run_folder(self.run_dir, resume, force)
+        if resume:
+            checkpoints.report_incomplete(self.run_dir)
+        checkpoints.remove_partial(self.run_dir)
 
     def _setup_model(self) -> None:
         from accelerate.utils import DistributedType
@@ -284,35 +269,24 @@ class _Stage2:
             logger.info("resumed from %s (step %d)", latest, start)
         elif resume:
             logger.warning("--resume: %s has no checkpoint yet, starting from step 0", self.run_dir)
-        if self.main:
-            save_resolved_recipe(self.recipe, self.run_dir)
-        self.log = MetricsLog(self.run_dir, enabled=self.main, resume_step=self.resumed_from if resume else None)
+        self.open_log(self.resumed_from if resume else None)
+        self.names = metric_names(self.n_future)
         return start
 
-    def train(self, start: int, progress: Progress | None) -> dict[str, float]:
-        """Steps ``start`` to ``wmtp.max_steps``: logs, checkpoints and progress; the last step's record."""
+    def after_step(self, done: int, record: dict[str, float]) -> None:
+        """Log every ``run.log_every`` steps and checkpoint every ``run.save_every``, and both at the end."""
         w, run = self.recipe.wmtp, self.recipe.run
-        self.names = metric_names(self.n_future)
-        self.collate = partial(collate, pad_id=pad_id_of(self.tokenizer))
-        record: dict[str, float] = {}
-        try:
-            for step in range(start, w.max_steps):
-                record = self.step(step)
-                done = step + 1
-                if done % run.log_every == 0 or done == w.max_steps:
-                    self.log.write({"step": done, **record})
-                if done % run.save_every == 0 or done == w.max_steps:
-                    checkpoints.save_checkpoint(
-                        self.accelerator, self.run_dir, done, run.keep_last, self.objective, self.optimizer,
-                        self.scheduler, {"fingerprint": self.fingerprint, "global_batch": self.global_batch},
-                    )  # fmt: skip
-                    self.what_is_left = f"The last good checkpoint (step {done}) is intact."
-                if progress:
-                    progress("training", done, w.max_steps,
-                             f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s")  # fmt: skip
-        finally:
-            self.log.close()
-        return record
+        if done % run.log_every == 0 or done == w.max_steps:
+            self.log.write({"step": done, **record})
+        if done % run.save_every == 0 or done == w.max_steps:
+            checkpoints.save_checkpoint(
+                self.accelerator, self.run_dir, done, run.keep_last, self.objective, self.optimizer, self.scheduler,
+                {"fingerprint": self.fingerprint, "global_batch": self.global_batch},
+            )  # fmt: skip
+            self.what_is_left = f"The last good checkpoint (step {done}) is intact."
+
+    def status(self, record: dict[str, float]) -> str:
+        return f"loss {record['loss']:.4f}  {record['tokens_per_s']:,.0f} tok/s"
 
     def step(self, step: int) -> dict[str, float]:
         """One optimiser step: every micro-batch's forward and backward, clipping, the update; its metrics."""

@@ -26,7 +26,6 @@ import names
 import plain
 
 REPLY_CAP = 64 << 20  # bytes of one answer from the program
-DETAIL_CHARS = 400
 _EXCEPTIONS = {
     name: cls
     for name, cls in vars(builtins).items()
@@ -125,7 +124,9 @@ class Link:
             return rest[0]
         if kind == "raise" and len(rest) == 2 and all(isinstance(x, str) for x in rest):
             name, text = rest
-            raise _EXCEPTIONS[name](text[:DETAIL_CHARS]) if name in _EXCEPTIONS else ProgramError(f"{name}: {text}")
+            if name in _EXCEPTIONS:
+                raise _EXCEPTIONS[name](text[: plain.DETAIL_CHARS])
+            raise ProgramError(f"{name}: {text}")
         if kind == "exit" and len(rest) == 1 and isinstance(rest[0], int):
             self._end(f"the program exited with status {rest[0]} during a test")
         self._end("the program answered out of turn", protocol=True)
@@ -170,23 +171,21 @@ class Remote:
             raise TypeError("the program's object did not iterate to a list")
         return iter(items)
 
-    def __len__(self):
-        value = self._ask("len")
-        if type(value) is not int:
-            raise TypeError("len() of the program's object is not an int")
+    def _ask_exactly(self, op, kind, what):
+        """The answer to ``op``, which must be of type ``kind`` itself, as the builtin ``op()`` insists."""
+        value = self._ask(op)
+        if type(value) is not kind:
+            raise TypeError(f"{op}() of the program's object is not {what}")
         return value
+
+    def __len__(self):
+        return self._ask_exactly("len", int, "an int")
 
     def __bool__(self):
-        value = self._ask("bool")
-        if type(value) is not bool:
-            raise TypeError("bool() of the program's object is not a bool")
-        return value
+        return self._ask_exactly("bool", bool, "a bool")
 
     def __str__(self):
-        value = self._ask("str")
-        if type(value) is not str:
-            raise TypeError("str() of the program's object is not a str")
-        return value
+        return self._ask_exactly("str", str, "a str")
 
     def __repr__(self):
         return f"<program object #{object.__getattribute__(self, '_number')}>"
@@ -223,7 +222,7 @@ def _judge(spec, link):
     except ProgramEnded as exc:
         return [_ended(exc)]
     if kind == "error" and len(rest) == 2:
-        return [("program_error", str(rest[0]), str(rest[1])[:DETAIL_CHARS])]
+        return [("program_error", str(rest[0]), str(rest[1])[: plain.DETAIL_CHARS])]
     if kind == "exit" and len(rest) == 1 and isinstance(rest[0], int):
         return [("program_exit", rest[0])]
     if kind != "ready":
@@ -241,7 +240,7 @@ def _judge(spec, link):
     except JudgeStop:
         raise
     except BaseException as exc:  # the trusted code itself failed: no test can pass
-        detail = f"the tests' setup failed: {describe(exc)}"
+        detail = f"the tests' setup failed: {plain.describe(exc)}"
         return [*(("test", i, "failed", detail) for i in range(len(spec["statements"]))), ("done",)]
     report = []
     try:
@@ -256,7 +255,7 @@ def _judge(spec, link):
             except (JudgeStop, ProgramEnded):
                 raise
             except BaseException as exc:
-                report.append(("test", index, "failed", describe(exc)))
+                report.append(("test", index, "failed", plain.describe(exc)))
             else:
                 report.append(("test", index, "passed", ""))
     except ProgramEnded as exc:  # the tests cannot go on: not "done"
@@ -283,11 +282,3 @@ def compiled(source, filename):
 
 def _ended(exc):
     return ("program_ended", str(exc), exc.protocol)
-
-
-def describe(exc):
-    try:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    except BaseException:
-        text = type(exc).__name__
-    return text.replace("\n", " ")[:DETAIL_CHARS]

@@ -13,6 +13,8 @@ Messages are length-prefixed frames: four bytes of length, then that many bytes 
 longer than the reader's cap, a truncated one, JSON that is not in this shape, or nesting deeper
 than :data:`MAX_DEPTH` is a :class:`BadMessage`, never anything else.
 
+An exception crosses as its type's name and the one line :func:`describe` makes of it.
+
 Stdlib only: this file runs inside the sandbox, in the judge and in the program's process.
 """
 
@@ -22,6 +24,7 @@ import math
 import os
 
 MAX_DEPTH = 100  # nesting of containers in one value
+DETAIL_CHARS = 400  # characters of an exception's text that cross (:func:`describe`)
 HEADER = 4
 _SCALARS = frozenset({int, str, bool, type(None)})  # exact types JSON carries unchanged (floats: if finite)
 _JSON_SCALARS = _SCALARS | {float}
@@ -121,6 +124,8 @@ _BASES = (
     (dict, lambda v, h, d: {"d": [[_tree(k, h, d), _tree(x, h, d)] for k, x in dict.items(v)]}),
 )  # fmt: skip
 
+_COLLECTIONS = {"t": tuple, "s": set, "fs": frozenset}  # tags whose body is the items, as a list
+
 
 def decode(data, handle_for=None):
     """The value in ``data`` (bytes); a tagged handle becomes ``handle_for(id)`` (default: a bare :class:`Handle`)."""
@@ -159,12 +164,8 @@ def _value(tree, handle_for, depth):
     if not isinstance(body, list):
         raise BadMessage(f"a bad {tag!r} value")
     items = [_value(item, handle_for, nested) for item in body]
-    if tag == "t":
-        return tuple(items)
-    if tag == "s":
-        return set(items)
-    if tag == "fs":
-        return frozenset(items)
+    if tag in _COLLECTIONS:
+        return _COLLECTIONS[tag](items)
     if tag == "c" and len(items) == 2 and all(type(x) in (int, float) for x in items):
         return complex(items[0], items[1])
     if tag == "d" and all(isinstance(pair, list) and len(pair) == 2 for pair in items):
@@ -245,3 +246,12 @@ def _read_exactly(fd, size):
         chunks.append(chunk)
         missing -= len(chunk)
     return b"".join(chunks)
+
+
+def describe(exc):
+    """``exc`` as one line of at most :data:`DETAIL_CHARS` characters: its type, and its text if it has one."""
+    try:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except BaseException:
+        text = type(exc).__name__
+    return text.replace("\n", " ")[:DETAIL_CHARS]

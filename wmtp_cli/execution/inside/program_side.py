@@ -18,7 +18,6 @@ import sys
 import plain
 
 REQUEST_CAP = 64 << 20  # bytes of one call's arguments from the judge
-DETAIL_CHARS = 400
 
 
 class _Quitter:
@@ -73,28 +72,17 @@ def fresh_main():
 
 def serve_calls(code, requests_fd, replies_fd):
     """Run ``code`` as ``__main__``, say how that went, then answer calls until the judge closes the pipe."""
-
-    def reply(message, handle_of=None):
-        try:
-            payload = plain.encode(message, handle_of)
-        except plain.BadMessage as exc:
-            payload = plain.encode(("raise", "TypeError", f"the result cannot be sent to the tests: {exc}"))
-        except (RecursionError, MemoryError, ValueError) as exc:
-            payload = plain.encode(("raise", type(exc).__name__, "the result cannot be sent to the tests"))
-        if not plain.write_frame(replies_fd, payload):
-            os._exit(0)  # the judge has gone
-
+    # The program's code runs right below this frame (its module under ``exec``, the functions the tests
+    # call under ``_answer``): a helper around either would take a frame of the program's recursion depth.
+    reply = _replier(replies_fd)
     namespace = fresh_main()
     try:
         exec(code, namespace)
     except SystemExit as exc:
-        status = exit_status(exc)
-        flush_streams()
-        reply(("exit", status))
-        os._exit(status)
+        _exit_telling_judge(exc, reply)
     except BaseException as exc:
         print_exception(exc)
-        reply(("error", type(exc).__name__, describe(exc)))
+        reply(("error", type(exc).__name__, plain.describe(exc)))
         flush_streams()
         os._exit(1)
     reply(("ready",))
@@ -123,14 +111,38 @@ def serve_calls(code, requests_fd, replies_fd):
             request = plain.decode(frame, object_for)
             result = _answer(namespace, request)
         except SystemExit as exc:
-            status = exit_status(exc)
-            flush_streams()
-            reply(("exit", status))
-            os._exit(status)
+            _exit_telling_judge(exc, reply)
         except BaseException as exc:
-            reply(("raise", type(exc).__name__, describe(exc)))
+            reply(("raise", type(exc).__name__, plain.describe(exc)))
             continue
         reply(("ok", result), handle_of)
+
+
+def _replier(replies_fd):
+    """``reply(message, handle_of=None)``: send ``message`` to the judge; exit quietly once the judge has gone."""
+
+    def reply(message, handle_of=None):
+        try:
+            payload = plain.encode(message, handle_of)
+        except plain.BadMessage as exc:
+            payload = plain.encode(("raise", "TypeError", f"the result cannot be sent to the tests: {exc}"))
+        except (RecursionError, MemoryError, ValueError) as exc:
+            payload = plain.encode(("raise", type(exc).__name__, "the result cannot be sent to the tests"))
+        if not plain.write_frame(replies_fd, payload):
+            os._exit(0)  # the judge has gone
+
+    return reply
+
+
+def _exit_telling_judge(exc, reply):
+    """Exit as ``python`` does for the ``SystemExit`` ``exc``, once the judge knows the status."""
+    status = exit_status(exc)
+    flush_streams()
+    reply(("exit", status))
+    os._exit(status)
+
+
+_BUILTIN_REQUESTS = {"iter": list, "len": len, "bool": bool, "str": str}  # op -> what answers it
 
 
 def _answer(namespace, request):
@@ -147,14 +159,8 @@ def _answer(namespace, request):
         return getattr(target, rest[0])
     if op == "getitem":
         return target[rest[0]]
-    if op == "iter":
-        return list(target)
-    if op == "len":
-        return len(target)
-    if op == "bool":
-        return bool(target)
-    if op == "str":
-        return str(target)
+    if op in _BUILTIN_REQUESTS:
+        return _BUILTIN_REQUESTS[op](target)
     raise ValueError(f"unknown request {op!r}")
 
 
@@ -234,12 +240,4 @@ def print_exception(exc):
         sys.stderr.flush()
     except BaseException:
         with contextlib.suppress(OSError):
-            os.write(2, f"{describe(exc)}\n".encode("utf-8", "replace"))
-
-
-def describe(exc):
-    try:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    except BaseException:
-        text = type(exc).__name__
-    return text.replace("\n", " ")[:DETAIL_CHARS]
+            os.write(2, f"{plain.describe(exc)}\n".encode("utf-8", "replace"))

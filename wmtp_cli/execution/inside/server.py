@@ -120,7 +120,7 @@ class Server:
         try:
             code = self._compiled(job["program"])
         except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
-            yield "result", {"compile_error": program_side.describe(exc), "seconds": time.monotonic() - started}
+            yield "result", {"compile_error": plain.describe(exc), "seconds": time.monotonic() - started}
             return
         uid = _random_id() if self.switch_users else None
         folder = self.folder
@@ -269,7 +269,7 @@ class Server:
             target()
         except BaseException as exc:
             with contextlib.suppress(OSError):
-                os.write(2, f"harness: {program_side.describe(exc)}\n".encode("utf-8", "replace"))
+                os.write(2, f"harness: {plain.describe(exc)}\n".encode("utf-8", "replace"))
         os._exit(HARNESS_FAILURE)
 
     def job_pids(self, uid, pids):
