@@ -105,7 +105,9 @@ def test_hostile_completions_never_pass_and_the_run_completes(wmtp, tmp_path):
 def test_bad_input_is_one_line(wmtp, tmp_path):
     assert_usage_error(wmtp("eval", "--benchmark", "humaneval", "--allow-code-execution"), "--samples")
     samples = write_samples(tmp_path / "s.jsonl", [("HumanEval/0", "    pass\n")])
-    assert_usage_error(wmtp("eval", "--benchmark", "humaneval", "--samples", str(samples)), "--allow-code-execution")
+    refused = wmtp("eval", "--benchmark", "humaneval", "--samples", str(samples))
+    assert_usage_error(refused, "--allow-code-execution")
+    assert "reward.allow_code_execution" not in refused.stderr  # eval's consent is the flag alone
     unknown = write_samples(tmp_path / "u.jsonl", [("Nope/1", "x")])
     assert_usage_error(
         wmtp("eval", "--benchmark", "humaneval", "--samples", str(unknown), "--allow-code-execution"), "Nope/1"

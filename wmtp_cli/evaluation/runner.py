@@ -163,7 +163,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
     from wmtp_cli.evaluation.benchmarks import load_benchmark
     from wmtp_cli.execution import Executor, require_code_execution
 
-    require_code_execution(allow_code_execution)
+    require_code_execution(allow_code_execution, recipe_key=None)  # eval's consent is the flag alone
     rows = read_samples(request.samples) if request.samples is not None else None  # a bad file fails before work
     executor = Executor(timeout_s=request.timeout_s, isolation=request.isolation)  # refuses (fails closed) here
     policy = _Policy(request)
