@@ -130,6 +130,9 @@ def test_the_7b_plans_count_what_meta_published(wmtp):
     assert one.memory_no_checkpointing > one.memory.activations and one.memory_no_head_loop > one.memory.activations
     assert eight.tokens_per_step == 8 * one.tokens_per_step
     assert eight.hours == pytest.approx(one.hours)  # 8x the tokens per step on 8x the GPUs
+    assert one.frozen_parameters == one.shape.parameters + one.shape.critic_parameters - trainable
+    assert one.fits is (one.advice is None)  # advice exactly when the run does not fit
+    assert "run.strategy=fsdp2" in build_plan(recipe, gpus=1, gpu_memory_gib=10).advice
 
     lora = build_plan(load_recipe(REPO_ROOT / "recipes" / "mtp-7b-codecontests-lora.yaml"))
     # rank 16 adapters on the 7 projections of all 32 blocks, and the value head

@@ -56,13 +56,8 @@ def plan_command(
     console.print(_plan_table(plan, f"wmtp plan: {recipe} on {gpus} GPU(s), per GPU", gpu_memory, tflops, mfu))
     for note in plan.notes:
         console.print(f"note: {note}", style="dim")
-    if not plan.fits:
-        error_console.print(
-            f"warning: {_gib(plan.memory.total)} per GPU will not fit in {gpu_memory:g} GiB: turn on "
-            "model.gradient_checkpointing and wmtp.memory_efficient_heads, lower wmtp.batch_size (raise "
-            "wmtp.grad_accum), or use run.strategy=fsdp2 on more GPUs",
-            soft_wrap=True,
-        )
+    if plan.advice:
+        error_console.print(f"warning: {plan.advice}", soft_wrap=True)
 
 
 def _gib(n: float) -> str:
@@ -73,14 +68,13 @@ def _plan_table(plan, title: str, gpu_memory: float, tflops: float, mfu: float):
     from rich.table import Table
 
     s, m, u = plan.shape, plan.memory, plan.setup
-    frozen = s.parameters + s.critic_parameters - u.trainable
     table = Table(title=title, title_justify="left")
     table.add_column("what")
     table.add_column("per GPU", justify="right")
     rows = [
         ("model shape", f"d {s.hidden}, ffn {s.ffn}, {s.trunk_layers} trunk + {s.heads} head blocks, vocab {s.vocab}"),
         ("shape from", plan.source),
-        ("parameters: trainable / frozen", f"{u.trainable:,} / {frozen:,}"),
+        ("parameters: trainable / frozen", f"{u.trainable:,} / {plan.frozen_parameters:,}"),
         ("strategy", f"{u.strategy}{' + LoRA' if u.lora else ''}, {u.param_dtype} weights, {u.compute_dtype} compute"),
         ("weights", _gib(m.weights)),
         ("gradients", _gib(m.gradients)),

@@ -50,6 +50,22 @@ class Plan:
     def fits(self) -> bool:
         return self.memory.total <= self.gpu_memory_gib * GIB
 
+    @property
+    def frozen_parameters(self) -> int:
+        """Parameters that take no update (the model's and the critic's, less the trainable ones)."""
+        return self.shape.parameters + self.shape.critic_parameters - self.setup.trainable
+
+    @property
+    def advice(self) -> str | None:
+        """What to change when the run will not fit one GPU's memory; None when it fits."""
+        if self.fits:
+            return None
+        return (
+            f"{self.memory.total / GIB:,.2f} GiB per GPU will not fit in {self.gpu_memory_gib:g} GiB: turn on "
+            "model.gradient_checkpointing and wmtp.memory_efficient_heads, lower wmtp.batch_size (raise "
+            "wmtp.grad_accum), or use run.strategy=fsdp2 on more GPUs"
+        )
+
 
 def model_config(recipe: Recipe, variant: str | None = None):
     """The recipe's model config and where it came from (see the module docstring)."""
