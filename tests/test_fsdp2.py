@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from adapter_checks import assert_adapter_matches_merged
 from conftest import assert_usage_error
 from tiny_models import make_tiny_mtp_model
 from torchrun_helpers import (
@@ -84,6 +85,8 @@ def test_lora_under_fsdp2_matches_one_process(base, tmp_path):
     one, two = tmp_path / "runs" / "single" / "wmtp-uniform", tmp_path / "runs" / "multi" / "wmtp-uniform"
     assert_sharded_in_halves(two)
     assert_same_training(one, two, {"model.safetensors": model})  # merged weights, against the base model
+    # wmtp.lora_save=both: the adapter collected from the gathered stream is the one merged into the weights
+    assert_adapter_matches_merged(two / "final" / "adapter", two / "final", model)
 
 
 @needs_torchrun

@@ -30,3 +30,9 @@ class RunError(Exception):
     Not the user's command line at fault, so the CLI exits with status 1 rather than 2, but still with
     one clear line instead of a traceback.
     """
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """A failure to reach a server (the hub), from whichever HTTP client this huggingface_hub release uses."""
+    package = type(exc).__module__.split(".")[0]
+    return isinstance(exc, OSError) or package in {"httpx", "httpx2", "httpcore", "requests", "urllib3"}

@@ -11,23 +11,28 @@ from wmtp_cli.cli import (
     compare,
     demo,
     download,
+    env,
     eval,
+    export,
     inspect_weights,
     plan,
     pretrain,
+    push,
     recipe,
     score,
     train_critic,
     train_wmtp,
 )
 from wmtp_cli.cli.console import console, fail
+from wmtp_cli.cli.logs import configure_logging, verbosity_first
 
 app = typer.Typer(
     name="wmtp",
     help="Critic-Weighted Multi-Token Prediction: fine-tune multi-token-prediction LMs with critic-assigned "
     "per-token loss weights.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
@@ -46,11 +51,18 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: int = typer.Option(
+        0, "-v", "--verbose", count=True, help="Show the libraries' logs: -v info, -vv debug (anywhere on the line)."
+    ),
 ) -> None:
     """Critic-Weighted Multi-Token Prediction."""
+    configure_logging(verbose)
 
 
-for command in (demo, download, pretrain, score, train_critic, train_wmtp, eval, compare, plan, inspect_weights):
+for command in (
+    demo, download, pretrain, score, train_critic, train_wmtp, eval, compare, plan, inspect_weights, export, push,
+    env,
+):  # fmt: skip
     app.add_typer(command.app)  # a command module's app holds its one command: it joins the root's
 app.add_typer(recipe.app, name="recipe")
 
@@ -70,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
 
     if int(os.environ.get("RANK", "0")) != 0:
         console.quiet = True  # under torchrun / accelerate launch, the main process alone draws progress and results
+    argv = verbosity_first(sys.argv[1:] if argv is None else list(argv))
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="wmtp", standalone_mode=False)  # also under `python -m wmtp_cli`
     except no_args_is_help as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
         sys.exit(0)

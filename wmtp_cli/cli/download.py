@@ -6,14 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from wmtp_cli.cli.console import console
 from wmtp_cli.cli.options import ForceOpt, command
@@ -45,10 +37,13 @@ def download_command(
         wmtp download facebook/multi-token-prediction --variant 7B_1T_4 --out checkpoints/7B_1T_4
         wmtp download ~/meta-mtp --variant 7B_200B_4 --out checkpoints/7B_200B_4 --dtype bf16
     """
+    from rich import progress as rich
+
     from wmtp_cli.convert import download
 
-    columns = (TextColumn("converting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    columns = (rich.TextColumn("converting"), rich.BarColumn(), rich.DownloadColumn(), rich.TransferSpeedColumn(),
+               rich.TimeRemainingColumn())  # fmt: skip
+    with rich.Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("convert", total=None)
         result = download(
             source,
@@ -60,4 +55,8 @@ def download_command(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(f"[green]ok[/] wrote {result}")
-    console.print("load it with: import wmtp_cli; AutoModelForCausalLM.from_pretrained(...)", style="dim")
+    console.print(
+        "load it with AutoModelForCausalLM.from_pretrained(folder) after `import wmtp_cli`, or with "
+        "trust_remote_code=True anywhere (the folder carries its code); `wmtp export` makes a plain Llama of head 1",
+        style="dim",
+    )

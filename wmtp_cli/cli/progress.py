@@ -6,11 +6,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
 from wmtp_cli.cli.console import console as default_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _quiet_library_bars() -> None:
@@ -35,12 +36,15 @@ def stage_progress(console: Console | None = None, transient: bool = False) -> I
     Bars go to ``console`` (stdout's by default; stderr's when stdout carries data), and with
     ``transient`` they disappear when done. Nothing is drawn until the first report.
     """
+    from rich import progress as rich  # imported here: `wmtp --help` draws no bar
+
     _quiet_library_bars()
     columns = (
-        TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+        rich.TextColumn("{task.description:>14}"), rich.BarColumn(), rich.MofNCompleteColumn(),
+        rich.TimeElapsedColumn(), rich.TextColumn("eta"), rich.TimeRemainingColumn(),
+        rich.TextColumn("{task.fields[status]}"),
     )  # fmt: skip
-    bar = Progress(*columns, console=console or default_console, transient=transient)
+    bar = rich.Progress(*columns, console=console or default_console, transient=transient)
     tasks: dict[str, int] = {}
 
     def update(stage: str, done: int, total: int, status: str = "") -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -43,6 +42,8 @@ def validate_command(
             fail(f"{exc.source}: {exc.problems[0]}")
         else:  # several problems read best one per line
             fail(f"{exc.source}: {len(exc.problems)} problems", details=exc.problems)
+    from rich.syntax import Syntax  # pygments: only when a recipe is shown, not for --help
+
     console.print(Syntax(recipe_to_yaml(resolved).rstrip(), "yaml", background_color="default"))
     console.print(f"[green]ok[/] {recipe} is valid", highlight=False)
 

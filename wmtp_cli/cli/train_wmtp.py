@@ -46,3 +46,5 @@ def train_wmtp_command(
         losses = f"loss {last['loss']:.4f} (LM {last['lm_loss']:.4f}, VF {last['vf_loss']:.4f})"
         console.print(f"step {result.steps}: {losses}; CE per head {heads}")
     console.print(f"[green]ok[/] wrote {result.final_dir}")
+    if result.pushed:
+        console.print(f"[green]ok[/] pushed it to {result.pushed}")

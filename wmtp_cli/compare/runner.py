@@ -142,8 +142,10 @@ def plan_compare(
 
 
 def _cell_recipe(plan: ComparePlan, cell: Cell) -> Recipe:
+    # run.push_to_hub is off: every cell would push to the one repo
     extra = [f"run.seed={cell.seed}", f"wmtp.weighting={cell.weighting}",
-             f"run.output_dir={plan.folder / 'runs'}", f"run.name={cell.name(plan.grid_key)}"]  # fmt: skip
+             f"run.output_dir={plan.folder / 'runs'}", f"run.name={cell.name(plan.grid_key)}",
+             "run.push_to_hub=null"]  # fmt: skip
     if not WEIGHTINGS[cell.weighting].uses_delta:  # the options on delta do not apply
         extra += ["wmtp.abs_delta=false", "wmtp.zscore_delta=false"]
     if plan.grid_key is not None:

@@ -133,8 +133,11 @@ def _convert(value: Any, tp: Any, key: str, problems: list[str], expected: str |
         close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
         hint = f" (did you mean '{close[0]}'?)" if close else ""
     elif origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str) and _choices(item_tp) is not None:  # a list of names takes one name alone
+            item = _convert(value, item_tp, key, problems)
+            return _INVALID if item is _INVALID else [item]
         if isinstance(value, list):
-            (item_tp,) = typing.get_args(tp)
             items = [_convert(v, item_tp, f"{key}[{i}]", problems) for i, v in enumerate(value)]
             return _INVALID if any(v is _INVALID for v in items) else items
     elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):

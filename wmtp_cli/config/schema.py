@@ -9,8 +9,9 @@ only what makes sense: a learning rate of 1e308 or a softmax temperature of 1e-3
 NaN after minutes of work, so the recipe refuses it before any starts.
 
 Supported field types: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]``,
-``list[X]`` and :func:`one_of` a registry (a name registered there). The module deliberately has no
-``from __future__ import annotations``: the loader reads the annotations as real types through
+``list[X]`` and :func:`one_of` a registry (a name registered there). A list of names (of a ``Literal`` or a
+registry) also takes one name alone: ``report_to: tensorboard`` reads as ``[tensorboard]``. The module
+deliberately has no ``from __future__ import annotations``: the loader reads the annotations as real types through
 ``typing.get_type_hints``.
 """
 
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from wmtp_cli.data.sources import SOURCES
 from wmtp_cli.reward_sources import REWARD_SOURCES, reward_sources_help
+from wmtp_cli.trackers import TRACKERS
 from wmtp_cli.weightings import WEIGHTINGS
 
 MAX_LR = 1.0  # AdamW moves each weight by about lr a step: above 1 nothing trains, it only diverges
@@ -49,6 +51,7 @@ def one_of(registry: dict[str, Any]) -> type[RegisteredName]:
 SourceName = one_of(SOURCES)  # the registered data sources (wmtp_cli.data.sources)
 RewardSourceName = one_of(REWARD_SOURCES)  # the registered reward sources (wmtp_cli.reward_sources)
 WeightingName = one_of(WEIGHTINGS)  # the registered weightings (wmtp_cli.weightings)
+TrackerName = one_of(TRACKERS)  # accelerate's experiment trackers, and none (wmtp_cli.trackers)
 
 
 def meta(help: str, **bounds: float) -> dict[str, Any]:
@@ -260,6 +263,12 @@ class WMTPConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         metadata=meta("Module names that get LoRA adapters."),
     )
+    lora_save: Literal["adapter", "merged", "both"] = option(
+        "both",
+        help="What final/ holds after a LoRA run: merged (the adapters merged into the weights: a plain model "
+        "folder), adapter (peft's adapter alone, adapter_config.json naming the base model; wmtp loads base + "
+        "adapter) or both (merged in final/, the adapter in final/adapter/).",
+    )
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
@@ -349,8 +358,22 @@ class RunConfig:
     name: str | None = option(None, help="Run folder name under output_dir; null = chosen automatically.")
     seed: int = option(0, ge=0, le=2**32 - 1, help="Random seed (numpy takes at most 2**32 - 1).")
     log_every: int = option(10, gt=0, help="Log metrics every N steps.")
+    report_to: list[TrackerName] = dataclasses.field(
+        default_factory=lambda: ["none"],
+        metadata=meta(
+            "Experiment trackers (accelerate's) that get the metrics as metrics.jsonl does: one name or a list, "
+            "e.g. tensorboard, wandb, trackio, mlflow; all = every installed one; none = metrics.jsonl only."
+        ),
+    )
     save_every: int = option(500, gt=0, help="Save a checkpoint every N steps.")
     keep_last: int = option(2, ge=1, help="Checkpoints kept; older ones are deleted.")
+    push_to_hub: str | None = option(
+        None,
+        help="Hub repo id (owner/name) that train-wmtp pushes final/ to when it ends, with a model card, as "
+        "`wmtp push` does (needs HF_TOKEN or `hf auth login`); null = no push. demo, compare and pretrain "
+        "do not push.",
+    )
+    push_private: bool = option(False, help="Create the push_to_hub repo private (a repo that exists keeps its own).")
     strategy: Literal["auto", "ddp", "fsdp2"] = option(
         "auto",
         help="How train-wmtp and pretrain spread over the launched processes: auto = DDP when there are several, "
@@ -362,6 +385,12 @@ class RunConfig:
         help="Autocast for training: auto = the accelerate launch config's choice, else bf16 on a GPU that has it, "
         "else none.",
     )
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Problems that involve more than one key, as (key, message)."""
+        if "none" in self.report_to and len(set(self.report_to)) > 1:
+            return [("report_to", f"'none' turns the trackers off; it cannot be listed with others: {self.report_to}")]
+        return []
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wmtp_cli.convert.meta_checkpoint import check_conversion_output, convert_meta_checkpoint
-from wmtp_cli.errors import UsageError
+from wmtp_cli.errors import UsageError, is_network_error
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,6 @@ def resolve_local_variant(source: Path, variant: str | None) -> Path:
     if variant not in present:
         raise UsageError(f"no variant {variant!r} in {source}; present: {', '.join(present)}")
     return source / variant
-
-
-def _is_network_error(exc: BaseException) -> bool:
-    """A failure to reach the server, from whichever HTTP client this huggingface_hub release uses."""
-    package = type(exc).__module__.split(".")[0]
-    return isinstance(exc, OSError) or package in {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
 
 
 def _hub_errors():
@@ -106,7 +100,7 @@ def fetch_from_hub(repo_id: str, variant: str, revision: str | None = None, cach
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"the hub at {endpoint} refused the request for {repo_id}: {first_line}") from None
     except Exception as exc:
-        if isinstance(exc, UsageError) or not _is_network_error(exc):
+        if isinstance(exc, UsageError) or not is_network_error(exc):
             raise
         raise UsageError(
             f"cannot reach the hub at {endpoint} ({type(exc).__name__}: {exc}): check the network or HF_ENDPOINT, "

@@ -3,7 +3,8 @@
 Meta's layout (DESIGN.md section 2): a variant folder with ``params.json`` and
 ``consolidated*.pth`` (one file per model-parallel rank), and ``tokenizer.model`` at the root.
 The output folder holds ``config.json``, ``generation_config.json``, safetensors shards, the
-tokenizer files and ``conversion.json`` (where it came from). Tensors are read memory-mapped and
+tokenizer files, ``conversion.json`` (where it came from) and the modeling code (``configuration.py``,
+``modeling.py``, named in config.json's ``auto_map``). Tensors are read memory-mapped and
 written one at a time, so peak memory stays near the largest tensor, not the checkpoint.
 """
 
@@ -30,6 +31,7 @@ from wmtp_cli.convert.safetensors_stream import (
 from wmtp_cli.errors import CheckpointError, UsageError
 from wmtp_cli.io import atomic_directory, check_output, check_replaceable
 from wmtp_cli.model.configuration import MTPConfig, llama_ffn_hidden_size
+from wmtp_cli.model.saving import save_config_with_code
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +337,7 @@ def convert_meta_checkpoint(
     config = _model_config(params, dtype_name)
     with atomic_directory(out_dir, force=force) as tmp:
         _write_weights(tmp, state, params, entries, max_shard_bytes, progress)
-        config.save_pretrained(tmp)
+        save_config_with_code(config, tmp)  # with the modeling code: loads without wmtp_cli too
         _generation_config(config).save_pretrained(tmp)
         convert_sentencepiece_tokenizer(tokenizer_model, tmp)
         record = _conversion_record(variant_dir, state, dtype_name, provenance)
@@ -404,13 +406,14 @@ def _conversion_record(variant_dir: Path, state: MetaStateDict, dtype_name: str,
     }
 
 
-def check_conversion_output(out_dir: Path, force: bool) -> None:
-    """That the converted folder can be written at ``out_dir``; ``force`` replaces only an earlier conversion."""
+def check_conversion_output(out_dir: Path, force: bool, record: str = CONVERSION_RECORD) -> None:
+    """That the converted folder can be written at ``out_dir``; ``force`` replaces only an earlier conversion (a
+    folder holding ``record``, which ``wmtp export`` names its own)."""
     check_output(out_dir, "--out", kind="folder")
     if out_dir.exists():
         if not force:
             raise UsageError(f"{out_dir} already exists: choose another --out or pass --force to replace it")
-        check_replaceable(out_dir, "--out", CONVERSION_RECORD)
+        check_replaceable(out_dir, "--out", record)
 
 
 def _generation_config(config: MTPConfig):

@@ -123,7 +123,8 @@ def _with_weighting(recipe: Recipe, weighting: str) -> Recipe:
         recipe.wmtp, weighting=weighting, abs_delta=recipe.wmtp.abs_delta and not no_delta,
         zscore_delta=recipe.wmtp.zscore_delta and not no_delta,
     )  # fmt: skip
-    return dataclasses.replace(recipe, wmtp=wmtp)
+    run = dataclasses.replace(recipe.run, push_to_hub=None)  # three runs: none is the model to share
+    return dataclasses.replace(recipe, wmtp=wmtp, run=run)
 
 
 def _test_data(recipe: Recipe):

@@ -4,6 +4,8 @@ Field names follow transformers' Llama so that tools which read ``hidden_size`` 
 ``num_attention_heads`` work unchanged. ``num_hidden_layers`` counts every transformer block, as
 Meta's ``n_layers`` does: ``num_hidden_layers - n_future_tokens`` trunk blocks plus one block per
 head (DESIGN.md section 2).
+
+Copied into every model folder with ``modeling.py`` (see there), so it imports nothing from ``wmtp_cli``.
 """
 
 from __future__ import annotations

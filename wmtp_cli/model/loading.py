@@ -2,7 +2,8 @@
 
 Every command loads through here, so a missing folder, a file given for a folder or a folder
 without a model says so in one line, naming the setting that pointed there (``model.path``,
-``--model``), instead of the hub client's "Repo id must be in the form ...".
+``--model``), instead of the hub client's "Repo id must be in the form ...". A folder holding a LoRA
+adapter alone (``wmtp.lora_save: adapter``) loads as its base model with the adapter merged in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from wmtp_cli.errors import UsageError
+from wmtp_cli.model.adapter import ADAPTER_CONFIG, adapter_base
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
 
@@ -28,10 +30,11 @@ def default_device() -> str:
 
 
 def check_model_source(path: str, what: str = "model.path") -> None:
-    """That ``path`` is a model folder (one with config.json) or could be a hub id; a one-line error otherwise."""
+    """That ``path`` is a model folder (one with config.json, or a LoRA adapter's adapter_config.json) or could be a
+    hub id; a one-line error otherwise."""
     local = Path(path).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
+        if not ((local / "config.json").is_file() or (local / ADAPTER_CONFIG).is_file()):
             raise UsageError(f"{what} {path} is a folder without config.json, not a model folder: {_MAKE_ONE}")
         return
     if local.exists():
@@ -52,17 +55,58 @@ def _load_error(path: str, what: str, thing: str, exc: Exception) -> UsageError:
 
 
 def load_causal_lm(config, device: str | None = None, what: str = "model.path"):
-    """The causal LM at ``config.path`` (a converted folder or a hub id) in ``config.dtype``, in eval mode."""
+    """The causal LM at ``config.path`` (a converted folder or a hub id) in ``config.dtype``, in eval mode; for a
+    LoRA adapter's folder, its base model with the adapter merged in."""
+    check_model_source(config.path, what)
+    return _model_or_adapter(config.path, config.dtype, what).to(device or default_device()).eval()
+
+
+def _model_or_adapter(path: str, dtype: str, what: str):
+    base = _adapter_base(path, what)
+    return _from_pretrained(path, dtype, what) if base is None else _base_with_adapter(path, base, dtype, what)
+
+
+def _from_pretrained(path: str, dtype: str, what: str):
     from transformers import AutoModelForCausalLM
 
     import wmtp_cli.model  # noqa: F401  (registers the MTP architecture with the Auto classes)
 
-    check_model_source(config.path, what)
     try:
-        model = AutoModelForCausalLM.from_pretrained(config.path, dtype=DTYPES[config.dtype])
+        return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     except (OSError, ValueError) as exc:
-        raise _load_error(config.path, what, "model", exc) from None
-    return model.to(device or default_device()).eval()
+        raise _load_error(path, what, "model", exc) from None
+
+
+def _base_with_adapter(path: str, base: str, dtype: str, what: str):
+    """The base model named by the adapter at ``path``, with the adapter merged in (peft's ``merge_and_unload``)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UsageError(
+            f"{what} {path} is a LoRA adapter: loading it needs the peft package: pip install 'wmtp-cli[lora]'"
+        ) from None
+    check_model_source(base, _base_what(path, what))
+    model = _model_or_adapter(base, dtype, _base_what(path, what))  # the base may be an adapter in turn
+    try:
+        return PeftModel.from_pretrained(model, path).merge_and_unload()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _load_error(path, what, "LoRA adapter", exc) from None
+
+
+def _adapter_base(path: str, what: str) -> str | None:
+    """The base model of the LoRA adapter at ``path``; None when ``path`` holds a model (or is a hub id)."""
+    base = adapter_base(path)
+    if base == "":
+        raise UsageError(f"{what} {path} is a LoRA adapter whose {ADAPTER_CONFIG} names no base model: set its "
+                         "base_model_name_or_path")  # fmt: skip
+    if base is not None and Path(base).expanduser().resolve() == Path(path).expanduser().resolve():
+        raise UsageError(f"{_base_what(path, what)} is the adapter's own folder: name the base model there")
+    return base
+
+
+def _base_what(path: str, what: str) -> str:
+    """How an error names an adapter's base model: the file that points there."""
+    return f"{Path(path) / ADAPTER_CONFIG}'s base_model_name_or_path (the base model of {what})"
 
 
 def load_tokenizer(path: str, what: str = "model.path", need_eos: bool = True):
@@ -86,6 +130,9 @@ def load_config(path: str, what: str = "model.path"):
     import wmtp_cli.model  # noqa: F401  (registers the MTP architecture with the Auto classes)
 
     check_model_source(path, what)
+    base = _adapter_base(path, what)
+    if base is not None:
+        return load_config(base, _base_what(path, what))
     try:
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:

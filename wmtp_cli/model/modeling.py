@@ -12,6 +12,10 @@ The output's ``trunk_hidden_states`` is ``h_trunk``, the input of every head and
 
 Rotary embeddings rotate *halves* of each head (the transformers convention); the checkpoint
 converter permutes Meta's ``wq``/``wk`` rows accordingly, which makes the two forms equal.
+
+This file and ``configuration.py`` are copied into every model folder the toolkit writes (``auto_map``
+in its config.json names them), so they import only torch, transformers and each other (relatively):
+``from_pretrained(folder, trust_remote_code=True)`` then works where ``wmtp_cli`` is not installed.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from transformers import DynamicCache, GenerationMixin, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from wmtp_cli.losses.mtp import IGNORE_INDEX
-from wmtp_cli.model.configuration import MTPConfig
+from .configuration import MTPConfig
+
+# Label of a position not trained: wmtp_cli.losses.mtp.IGNORE_INDEX (a test checks they agree), repeated
+# here because this file imports nothing from wmtp_cli.
+IGNORE_INDEX = -100
 
 
 class RMSNorm(nn.Module):

@@ -4,7 +4,8 @@ Used where the whole state dict must never sit in one process's memory (the fina
 run, gathered tensor by tensor): peak memory is one shard (``max_shard_bytes``, 1 GiB by default, about
 one fp32 layer of a 7B model), not the model. The folder is the one ``save_pretrained`` writes:
 ``config.json``, ``generation_config.json``, ``model.safetensors`` (or ``model-0000i-of-0000n.safetensors``
-and ``model.safetensors.index.json`` when it takes several shards), so ``from_pretrained`` loads it.
+and ``model.safetensors.index.json`` when it takes several shards), so ``from_pretrained`` loads it, plus
+the modeling code (:func:`save_config_with_code`), so it loads without ``wmtp_cli`` too.
 
 LoRA adapters are merged on the way (:func:`merge_lora`): W + scale * B @ A, the same as peft's
 ``merge_and_unload``.
@@ -12,7 +13,9 @@ LoRA adapters are merged on the way (:func:`merge_lora`): W + scale * B @ A, the
 
 from __future__ import annotations
 
+import inspect
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -107,10 +110,36 @@ def _lora_part(name: str) -> tuple[str | None, str, str]:
 
 
 def write_config(model: torch.nn.Module, folder: Path, dtype: torch.dtype) -> None:
-    """``config.json`` and ``generation_config.json`` of ``model``, as ``save_pretrained`` writes them."""
+    """``config.json`` (with the modeling code) and ``generation_config.json`` of ``model``, as ``save_pretrained``
+    writes them."""
     config = model.config
-    config.architectures = [type(model).__name__]
     config.dtype = dtype
-    config.save_pretrained(folder)
+    save_config_with_code(config, folder, model_class(model))
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(folder)
+
+
+def model_class(model: torch.nn.Module) -> type:
+    """The class ``model`` was built as: FSDP2's ``fully_shard`` swaps it for a subclass named ``FSDP<name>``."""
+    return next(cls for cls in type(model).__mro__ if not cls.__name__.startswith("FSDP"))
+
+
+def save_config_with_code(config, folder: Path, cls: type | None = None) -> None:
+    """``config.json`` naming ``cls`` (default :class:`~wmtp_cli.model.MTPForCausalLM`) as the architecture, and,
+    for a class registered for an Auto class, its source files beside it and ``auto_map`` naming them.
+
+    What ``save_pretrained`` writes for such a model, without building one (the converter and the FSDP2 final save
+    have only tensors): ``from_pretrained(folder, trust_remote_code=True)`` then works without ``wmtp_cli``.
+    """
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    if cls is None:
+        from wmtp_cli.model import MTPForCausalLM as cls
+    config.architectures = [cls.__name__]
+    auto_class = getattr(cls, "_auto_class", None)
+    if auto_class is not None:
+        source = Path(inspect.getfile(cls))
+        for file in (source, *map(Path, get_relative_import_files(str(source)))):  # modeling.py, configuration.py
+            shutil.copyfile(file, Path(folder) / file.name)
+        config.auto_map = {**(getattr(config, "auto_map", None) or {}), auto_class: f"{source.stem}.{cls.__name__}"}
+    config.save_pretrained(folder)  # a config class registered for AutoConfig adds itself to auto_map

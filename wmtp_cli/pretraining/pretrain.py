@@ -49,7 +49,8 @@ class PretrainResult:
 def pretrain_key(recipe: Recipe) -> str:
     settings = recipe_to_dict(recipe)
     data = {**settings["data"], "limit": None}  # the corpus reads the whole split (see corpus_texts)
-    relevant = {"pretrain": settings["pretrain"], "data": data, "seed": recipe.run.seed, "format": 1}
+    # format 2: the folder carries its modeling code and auto_map (a format-1 folder is pretrained again)
+    relevant = {"pretrain": settings["pretrain"], "data": data, "seed": recipe.run.seed, "format": 2}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -130,7 +131,10 @@ def pretrain(recipe: Recipe, resume: bool = False, force: bool = False, progress
         batch_size=p.batch_size, grad_accum=1, grad_clip=1.0, weight_decay=0.1,
         memory_efficient_heads=False,  # a small model's logits fit anyway, and the head loop's recompute costs time
     )  # fmt: skip
-    training = dataclasses.replace(recipe, model=ModelConfig(path=str(init_dir), dtype="fp32"), data=data, wmtp=loop)
+    run = dataclasses.replace(recipe.run, push_to_hub=None)  # the model pushed would be this working copy
+    training = dataclasses.replace(
+        recipe, model=ModelConfig(path=str(init_dir), dtype="fp32"), data=data, wmtp=loop, run=run
+    )
     result = train_wmtp(training, resume=resume, force=not resume, progress=progress, run_dir=work / "train")
 
     with atomic_directory(model_dir, force=True) as tmp:

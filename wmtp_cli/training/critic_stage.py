@@ -10,7 +10,8 @@ head is kept.
 The report, on the held-out problems: the validation MSE, and how well the final-state value V_{T_c}
 (after the last completion token) predicts the sequence reward: Pearson correlation, and ROC AUC
 when the rewards are binary. Written to ``<run>/critic/``: ``value_head.safetensors``,
-``value_head.json``, ``critic_report.json``, ``metrics.jsonl``, the resolved recipe and versions.
+``value_head.json``, ``critic_report.json``, ``metrics.jsonl`` (and ``trackers/`` for
+``run.report_to: tensorboard``), the resolved recipe and versions.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def train_critic(recipe: Recipe, progress: Progress | None = None) -> CriticResu
     """Run stage 1 as the recipe says; see the module docstring."""
     began = time.perf_counter()
     out_dir = check_output(critic_folder(recipe), RUN_FOLDER, kind="folder")
-    stage = CriticStage(recipe, make_accelerator(recipe.run.mixed_precision), out_dir)
+    accelerator = make_accelerator(recipe.run.mixed_precision, report_to=recipe.run.report_to, run_dir=out_dir)
+    stage = CriticStage(recipe, accelerator, out_dir)
     stage.setup()
     stage.train(0, recipe.critic.max_steps, progress)
     report = stage.save_best(began)

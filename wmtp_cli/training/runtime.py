@@ -1,20 +1,19 @@
-"""What both training stages share: the accelerator, the tokenizer, metric logs, and the finite-loss guard."""
+"""What both training stages share: the accelerator, metric logs and their trackers, and the finite-loss guard."""
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from wmtp_cli import trackers as tracking
 from wmtp_cli.errors import RunError, UsageError
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_mixed_precision(setting: str) -> str | None:
@@ -28,11 +27,23 @@ def resolve_mixed_precision(setting: str) -> str | None:
     return "no"
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int = 1):
-    """An ``Accelerator`` for this process: DDP/FSDP/DeepSpeed as ``accelerate launch`` set up, else one device."""
+def make_accelerator(
+    mixed_precision: str, grad_accum: int = 1, report_to: Sequence[str] = (), run_dir: Path | None = None
+):
+    """An ``Accelerator`` for this process: DDP/FSDP/DeepSpeed as ``accelerate launch`` set up, else one device.
+
+    ``report_to`` (``run.report_to``) names the trackers; their files (TensorBoard's, Aim's) go under
+    ``<run_dir>/trackers``. A tracker that is not installed is refused here, before any model loads.
+    """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import GradientAccumulationPlugin
+    from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration
+
+    log_with = tracking.chosen(list(report_to))
+    tracking.require_installed(log_with)
+    project = None
+    if run_dir is not None:
+        project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / tracking.FOLDER))
 
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         # accelerate keeps one global state per process and refuses a second Accelerator with other settings;
@@ -44,6 +55,8 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1):
             mixed_precision=resolve_mixed_precision(mixed_precision),
             gradient_accumulation_plugin=plugin,
             cpu=not torch.cuda.is_available(),
+            log_with=log_with or None,
+            project_config=project,
         )
     except ValueError as exc:  # e.g. bf16 asked for on hardware without it
         raise UsageError(f"cannot set up training: {exc}") from None
@@ -78,16 +91,45 @@ def read_metrics(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class Trackers:
+    """accelerate's trackers of one run (``run.report_to``), started with the resolved recipe as their config.
+
+    Only the main process has trackers (accelerate starts them there); on the others this does nothing.
+    """
+
+    def __init__(self, accelerator, settings: dict[str, dict[str, Any]], run_name: str, resume_step: int | None):
+        self.accelerator = accelerator
+        if accelerator.log_with:
+            accelerator.init_trackers(tracking.PROJECT, config=tracking.flat_config(settings),
+                                      init_kwargs=tracking.init_kwargs(run_name, resume_step))  # fmt: skip
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        self.accelerator.log(values, step=step)
+
+    def finish(self) -> None:
+        """Close every tracker once (flushing TensorBoard's files, ending the W&B run).
+
+        Not ``accelerator.end_training()``: it also destroys the process group, which the stage's final save
+        and a later stage in the same processes (the demo) still use.
+        """
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+        self.accelerator.trackers.clear()
+
+
 class MetricsLog:
-    """Appends one JSON line per record to ``metrics.jsonl``, and to TensorBoard when it is installed.
+    """Appends one JSON line per record to ``metrics.jsonl``, the source of truth, and hands the same numbers
+    (each record's numeric values at its ``step``) to the run's :class:`Trackers`.
 
     Only the main process writes; the others get a log that drops everything.
     """
 
-    def __init__(self, folder: Path, enabled: bool = True, resume_step: int | None = None):
+    def __init__(
+        self, folder: Path, enabled: bool = True, resume_step: int | None = None, trackers: Trackers | None = None
+    ):
         self.enabled = enabled
         self.path = folder / "metrics.jsonl"
-        self._tensorboard = None
+        self.trackers = trackers
         if not enabled:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,12 +139,6 @@ class MetricsLog:
             self.path.write_text("".join(line + "\n" for line in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tensorboard = SummaryWriter(str(folder / "tensorboard"))
-        except ImportError:
-            logger.debug("tensorboard is not installed: metrics go to %s only", self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -110,15 +146,16 @@ class MetricsLog:
         record = {"time": round(time.time(), 3), **record}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if self._tensorboard is not None:
-            step = record.get("step", 0)
-            for key, value in record.items():
-                if key not in ("step", "time") and isinstance(value, (int, float)):
-                    self._tensorboard.add_scalar(key, value, step)
+        if self.trackers is not None:
+            numbers = {
+                key: value for key, value in record.items()
+                if key not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool)
+            }  # fmt: skip
+            self.trackers.log(numbers, step=record.get("step", 0))
 
     def close(self) -> None:
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        if self.trackers is not None:
+            self.trackers.finish()
 
 
 def _step_of(line: str) -> int:

@@ -14,14 +14,14 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from wmtp_cli.config import Recipe, save_resolved_recipe
+from wmtp_cli.config import Recipe, recipe_to_dict, save_resolved_recipe
 from wmtp_cli.data.examples import pad_id_of
 from wmtp_cli.data.scored import load_scored
 from wmtp_cli.model.loading import load_tokenizer
 from wmtp_cli.progress import Progress
 from wmtp_cli.runs import scored_path
 from wmtp_cli.training.data import StepBatches, collate, training_examples
-from wmtp_cli.training.runtime import MetricsLog
+from wmtp_cli.training.runtime import MetricsLog, Trackers
 
 
 class TrainingStage:
@@ -65,10 +65,19 @@ class TrainingStage:
         )  # fmt: skip
 
     def open_log(self, resume_step: int | None = None) -> None:
-        """Save the resolved recipe beside the run and open its metrics log (continued past ``resume_step``)."""
+        """Save the resolved recipe beside the run and open its metrics log (continued past ``resume_step``), with
+        the trackers of ``run.report_to``; :meth:`train` closes both, whichever way it ends."""
         if self.main:
             save_resolved_recipe(self.recipe, self.run_dir)
-        self.log = MetricsLog(self.run_dir, enabled=self.main, resume_step=resume_step)
+        tracked = Trackers(self.accelerator, recipe_to_dict(self.recipe), self.run_name(), resume_step)
+        self.log = MetricsLog(self.run_dir, enabled=self.main, resume_step=resume_step, trackers=tracked)
+
+    def run_name(self) -> str:
+        """The run's name in the trackers: its folder under ``run.output_dir`` (``myrun/wmtp-critic``)."""
+        try:
+            return self.run_dir.relative_to(self.recipe.run.output_dir).as_posix()
+        except ValueError:  # a folder given elsewhere
+            return self.run_dir.as_posix()
 
     # The loop.
     def train(self, start: int, max_steps: int, progress: Progress | None) -> dict[str, float]:

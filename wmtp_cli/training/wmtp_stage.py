@@ -6,10 +6,12 @@ only) or ``dense_reward`` (delta taken from the dense rewards of ``wmtp score``,
 run through the same :class:`~wmtp_cli.training.objective.WMTPObjective`.
 
 The run folder (:func:`wmtp_cli.runs.wmtp_folder`) holds the resolved recipe and versions,
-``metrics.jsonl`` (and TensorBoard logs when installed), ``checkpoints/step-<N>/`` every
+``metrics.jsonl`` (and ``trackers/`` for ``run.report_to: tensorboard``), ``checkpoints/step-<N>/`` every
 ``run.save_every`` steps (the last ``run.keep_last`` kept) and, at the end, ``final/``: a model folder
-that loads with ``AutoModelForCausalLM`` (LoRA adapters merged), with the tokenizer and, for
-``weighting=critic``, the value head beside it.
+that loads with ``AutoModelForCausalLM``, with the tokenizer and, for ``weighting=critic``, the value
+head beside it; a LoRA run's ``final/`` holds the merged weights, peft's adapter, or both (the adapter in
+``final/adapter/``), as ``wmtp.lora_save`` says. With ``run.push_to_hub`` the main process then pushes
+``final/`` to the hub with a model card (:func:`wmtp_cli.hub.push_model`).
 
 The same function runs in one process (CPU or one GPU) and on several (``torchrun``, ``accelerate
 launch``): DDP, or FSDP2 with ``run.strategy: fsdp2`` (:mod:`wmtp_cli.training.parallel`). ``resume=True``
@@ -26,13 +28,23 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from wmtp_cli.config import Recipe, save_resolved_recipe
 from wmtp_cli.errors import UsageError
+from wmtp_cli.hub import check_can_push, push_after_training
 from wmtp_cli.io import atomic_directory, check_output
 from wmtp_cli.losses.diagnostics import SUM_NAMES, diagnostics_from_sums
+from wmtp_cli.model.adapter import (
+    ADAPTER_FOLDER,
+    ADAPTER_NAME,
+    adapter_tensors,
+    base_model_reference,
+    collect_adapter,
+    save_adapter,
+)
 from wmtp_cli.progress import Progress
 from wmtp_cli.runs import RUN_FOLDER, critic_source, wmtp_folder
 from wmtp_cli.training import checkpoints, parallel
@@ -66,6 +78,7 @@ class WMTPResult:
     steps: int
     resumed_from: int | None
     last: dict[str, float] = field(default_factory=dict)  # the last step's logged metrics
+    pushed: str | None = None  # the hub repo's URL, when run.push_to_hub pushed final/ there
 
 
 def objective_settings(recipe: Recipe, n_future: int) -> ObjectiveSettings:
@@ -161,10 +174,16 @@ def train_wmtp(
     """Run stage 2 as the recipe says; see the module docstring. ``run_dir`` replaces the default folder."""
     run_dir = run_dir or wmtp_folder(recipe)
     check_output(run_dir, RUN_FOLDER, kind="folder")
-    accelerator = make_accelerator(recipe.run.mixed_precision, recipe.wmtp.grad_accum)
+    repo_id = recipe.run.push_to_hub
+    if repo_id:
+        check_can_push(repo_id)  # a token, the hub not switched off, a valid repo id: before any work
+    accelerator = make_accelerator(recipe.run.mixed_precision, recipe.wmtp.grad_accum, recipe.run.report_to, run_dir)
     strategy = parallel.resolve_strategy(recipe.run.strategy, accelerator.num_processes)
     with parallel.process_group(strategy, accelerator.device):
-        return _train(recipe, accelerator, strategy, run_dir, resume, force, progress)
+        result = _train(recipe, accelerator, strategy, run_dir, resume, force, progress)
+    if repo_id and accelerator.is_main_process:
+        result.pushed = push_after_training(result.final_dir, repo_id, recipe.run.push_private)
+    return result
 
 
 def _train(recipe: Recipe, accelerator, strategy: str, run_dir: Path, resume: bool, force: bool,
@@ -338,42 +357,73 @@ class WMTPStage(TrainingStage):
 
     def save_final(self) -> Path:
         final_dir = self.run_dir / FINAL
+        lora = None
+        if self.peft_model is not None:
+            lora = LoraOutput(self.peft_model, self.recipe.wmtp.lora_save, base_model_reference(self.recipe.model.path))
         if self.strategy == "fsdp2":
-            _save_final_sharded(self.objective, self.tokenizer, final_dir, self.main)
+            _save_final_sharded(self.objective, self.tokenizer, final_dir, self.main, lora)
         else:
-            _save_final(self.accelerator, self.objective, self.peft_model, self.tokenizer, final_dir)
+            _save_final(self.accelerator, self.objective, self.tokenizer, final_dir, lora)
         if self.main:
             save_resolved_recipe(self.recipe, final_dir)
         self.accelerator.wait_for_everyone()
         return final_dir
 
 
-def _save_final(accelerator, objective, peft_model, tokenizer, final_dir: Path) -> None:
-    """The fine-tuned model as a model folder (with its tokenizer and value head), written whole."""
+@dataclass(frozen=True)
+class LoraOutput:
+    """What a LoRA run's ``final/`` holds besides the tokenizer and value head (``wmtp.lora_save``): the merged model
+    (``merged``, ``both``) and peft's adapter (``adapter``: in ``final/`` itself; ``both``: in ``final/adapter/``),
+    whose config names ``base_model``."""
+
+    peft_model: Any
+    save: str  # adapter | merged | both
+    base_model: str
+
+    @property
+    def merged(self) -> bool:
+        return self.save != "adapter"
+
+    def write_adapter(self, final_dir: Path, tensors: dict[str, torch.Tensor], base_class: type) -> None:
+        """The adapter's two files, where ``wmtp.lora_save`` puts them (none for ``merged``)."""
+        if self.save != "merged":
+            folder = final_dir / ADAPTER_FOLDER if self.save == "both" else final_dir
+            config = self.peft_model.peft_config[ADAPTER_NAME]
+            save_adapter(folder, config, tensors, self.base_model, base_class)
+
+
+def _save_final(accelerator, objective, tokenizer, final_dir: Path, lora: LoraOutput | None) -> None:
+    """The fine-tuned model as a model folder (with its tokenizer and value head), written whole; for a LoRA run, what
+    ``wmtp.lora_save`` says."""
+    from wmtp_cli.model.saving import model_class
+
     state = accelerator.get_state_dict(objective)  # gathers sharded weights (FSDP, ZeRO-3) on the main process
     if not accelerator.is_main_process:
         return
     unwrapped = accelerator.unwrap_model(objective)
-    model = unwrapped.model
     model_state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    if peft_model is not None:
-        model = peft_model.merge_and_unload()
-        model_state = None
     with atomic_directory(final_dir, force=True) as tmp:
-        model.save_pretrained(tmp, state_dict=model_state)
+        if lora is None:
+            unwrapped.model.save_pretrained(tmp, state_dict=model_state)
+        else:  # the adapter first: merging folds it into the base weights
+            lora.write_adapter(tmp, adapter_tensors(model_state.items()), model_class(unwrapped.model))
+            if lora.merged:
+                lora.peft_model.merge_and_unload().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if unwrapped.value_head is not None:
             head_state = {k.removeprefix("value_head."): v for k, v in state.items() if k.startswith("value_head.")}
             unwrapped.value_head.save(tmp, head_state)
 
 
-def _save_final_sharded(objective, tokenizer, final_dir: Path, main: bool) -> None:
+def _save_final_sharded(objective, tokenizer, final_dir: Path, main: bool, lora: LoraOutput | None) -> None:
     """:func:`_save_final` for an FSDP2 run: gathered one tensor at a time (every process takes part in each
-    gather) and written by the main process in bounded shards, LoRA adapters merged on the way."""
-    from wmtp_cli.model.saving import ShardedSafetensorsWriter, lora_scalings, merge_lora, write_config
+    gather) and written by the main process in bounded shards, LoRA adapters merged on the way and (as
+    ``wmtp.lora_save`` says) kept as peft's adapter too."""
+    from wmtp_cli.model.saving import ShardedSafetensorsWriter, lora_scalings, merge_lora, model_class, write_config
 
     model = objective.model
     head_state: dict[str, torch.Tensor] = {}
+    adapter: dict[str, torch.Tensor] = {}
 
     def model_tensors():
         for name, tensor in parallel.full_tensors(objective.state_dict(), main):
@@ -382,15 +432,20 @@ def _save_final_sharded(objective, tokenizer, final_dir: Path, main: bool) -> No
             elif tensor is not None:
                 head_state[name.removeprefix("value_head.")] = tensor
 
+    merged = lora is None or lora.merged
+    tensors = model_tensors() if lora is None else collect_adapter(model_tensors(), adapter)
     with atomic_directory(final_dir, force=True) if main else nullcontext() as tmp:
-        writer = ShardedSafetensorsWriter(tmp) if main else None
-        for name, tensor in merge_lora(model_tensors(), lora_scalings(model)):
-            if writer is not None:
+        writer = ShardedSafetensorsWriter(tmp) if main and merged else None
+        for name, tensor in merge_lora(tensors, lora_scalings(model)) if merged else tensors:
+            if writer is not None:  # every process goes to the end of the stream: each gather is a collective
                 writer.add(name, tensor)
-        if writer is None:
+        if not main:
             return
-        writer.close()
-        write_config(model, tmp, next(model.parameters()).dtype)
+        if writer is not None:
+            writer.close()
+            write_config(model, tmp, next(model.parameters()).dtype)
+        if lora is not None:
+            lora.write_adapter(tmp, adapter, model_class(model))
         tokenizer.save_pretrained(tmp)
         if objective.value_head is not None:
             objective.value_head.save(tmp, head_state)
