@@ -1,17 +1,21 @@
 """Wall-clock speed of self-speculative decoding against plain greedy decoding on one MTP model.
 
     python scripts/bench_speculative.py MODEL_DIR [--prompts FILE | --n-prompts N] [--benchmark B] [--max-new-tokens N]
-        [--n-draft K] [--device cuda] [--dtype bfloat16] [--ignore-eos] [--threads N] [--json PATH]
+        [--n-draft K] [--device cuda] [--dtype bfloat16] [--ignore-eos] [--threads N] [--runs R] [--quiet]
+        [--json PATH]
 
 MODEL_DIR is any converted MTP folder (with its tokenizer). The prompts default to the first N
 HumanEval problems (code, where the paper reports 3.0x for 7B n=4), or of ``--benchmark`` (e.g.
 ``tiny-code`` for the demo's model, whose test split it was never trained on); ``--prompts`` reads a .json
 list (strings, or objects with "prompt"), a .jsonl file (one such item per line), or a text file
-with one prompt per line. After a warm-up of both decoders, each prompt is decoded by both, in
-alternating order so that neither always runs on a warmer cache, with the same timer
-(:func:`wmtp_cli.decoding.greedy_generate` and :func:`wmtp_cli.decoding.speculative_generate`,
-batch size 1). Prints tokens per decoding forward, acceptance per draft head, tokens/s of each and
-the speed-up; exits with status 1 if any output differs from plain greedy decoding.
+with one prompt per line. After a warm-up of both decoders, each of ``--runs`` runs (default 3) decodes
+every prompt with both, in alternating order (flipped from run to run) so that neither always runs on
+a warmer cache, with the same timer and the same KV cache (:func:`wmtp_cli.decoding.greedy_generate` and
+:func:`wmtp_cli.decoding.speculative_generate`, batch size 1). Prints each run's rates, then plain
+greedy and speculative side by side: median tokens/s over the runs, tokens per decoding forward, new
+tokens and forwards; the prompts whose outputs were identical in every run, acceptance per draft
+head, and the median of the runs' speed-ups. Exits with status 1 if any output differs from plain
+greedy decoding.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -46,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ignore-eos", action="store_true", help="always decode --max-new-tokens tokens")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--warmup-tokens", type=int, default=16, help="tokens per decoder in the warm-up run")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs over all prompts; medians reported")
+    parser.add_argument("--quiet", action="store_true", help="no per-prompt lines")
     parser.add_argument("--json", type=Path, help="write the settings, per-prompt records and summary here")
     return parser.parse_args(argv)
 
@@ -109,6 +116,79 @@ def summarise(greedy: list[SpeculativeOutput], spec: list[SpeculativeOutput], n_
     }
 
 
+def decode_pair(run_greedy, run_spec, ids: torch.Tensor, max_new: int, greedy_first: bool):
+    """Both decoders on one prompt, in the given order; returns (greedy, speculative) without their KV caches."""
+    if greedy_first:
+        g = run_greedy(ids, max_new)
+        s = run_spec(ids, max_new)
+    else:
+        s = run_spec(ids, max_new)
+        g = run_greedy(ids, max_new)
+    g.cache = s.cache = None  # free the KV caches: only the counts are kept
+    return g, s
+
+
+def new_record(i: int, ids: torch.Tensor, g: SpeculativeOutput, s: SpeculativeOutput, diff: int | None) -> dict:
+    return {
+        "prompt": i,
+        "prompt_tokens": ids.shape[1],
+        "new_tokens": s.new_tokens,
+        "identical": diff is None,
+        "first_difference": diff,
+        "greedy": {"forwards": g.forwards, "seconds": [g.seconds]},
+        "speculative": {
+            "forwards": s.forwards,
+            "seconds": [s.seconds],
+            "draft_proposed": s.draft_proposed,
+            "draft_accepted": s.draft_accepted,
+        },
+    }
+
+
+def add_run(record: dict, g: SpeculativeOutput, s: SpeculativeOutput, diff: int | None) -> None:
+    """A later run of the same prompt: its times, and identical only if every run was."""
+    record["greedy"]["seconds"].append(g.seconds)
+    record["speculative"]["seconds"].append(s.seconds)
+    if diff is not None and record["identical"]:
+        record["identical"], record["first_difference"] = False, diff
+
+
+def combine(runs: list[dict]) -> dict:
+    """One summary of several runs over the same prompts: the counts of the first, the median rates and speed-up."""
+    rates = {name: statistics.median(r["tokens_per_second"][name] for r in runs) for name in ("greedy", "speculative")}
+    return {
+        **runs[0],
+        "seconds": {name: statistics.median(r["seconds"][name] for r in runs) for name in ("greedy", "speculative")},
+        "tokens_per_second": rates,
+        "speedup": statistics.median(r["speedup"] for r in runs),
+        "speedup_per_run": [r["speedup"] for r in runs],
+    }
+
+
+def print_summary(summary: dict, identical: int, prompts: int, n_runs: int) -> None:
+    """Plain greedy and speculative side by side, then identity, acceptance and the speed-up."""
+    rates, tokens, forwards = summary["tokens_per_second"], summary["new_tokens"], summary["forwards"]
+    rows = [
+        (f"tokens/s (median of {n_runs})", f"{rates['greedy']:.1f}", f"{rates['speculative']:.1f}"),
+        ("tokens per decoding forward", "1", f"{summary['tokens_per_forward']:.3f}"),
+        ("new tokens", f"{tokens['greedy']}", f"{tokens['speculative']}"),
+        ("forwards", f"{forwards['greedy']}", f"{forwards['speculative']}"),
+    ]
+    print(f"{'':32s} {'plain greedy':>14s} {'speculative':>14s}")
+    for label, g, s in rows:
+        print(f"{label:32s} {g:>14s} {s:>14s}")
+    print(f"identical outputs: {identical}/{prompts}" + (f" (in each of {n_runs} runs)" if n_runs > 1 else ""))
+    acceptance = ", ".join(
+        f"head {k + 2}: {rate:.3f} ({a}/{p})"
+        for k, (rate, a, p) in enumerate(
+            zip(summary["accepted_per_head"], summary["draft_accepted"], summary["draft_proposed"], strict=True)
+        )
+    )
+    print(f"acceptance per draft head (accepted/checked): {acceptance or 'none'}")
+    per_run = ", ".join(f"{x:.2f}x" for x in summary["speedup_per_run"])
+    print(f"wall-clock speed-up: {summary['speedup']:.2f}x (median; runs: {per_run})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -144,54 +224,35 @@ def main(argv: list[str] | None = None) -> int:
     run_greedy(encoded[0], min(args.warmup_tokens, args.max_new_tokens))
     run_spec(encoded[0], min(args.warmup_tokens, args.max_new_tokens))
 
-    greedy, spec, records = [], [], []
-    for i, ids in enumerate(encoded):
-        if i % 2 == 0:
-            g = run_greedy(ids, args.max_new_tokens)
-            s = run_spec(ids, args.max_new_tokens)
-        else:
-            s = run_spec(ids, args.max_new_tokens)
-            g = run_greedy(ids, args.max_new_tokens)
-        g.cache = s.cache = None  # free the KV caches: only the counts are kept
-        greedy.append(g)
-        spec.append(s)
-        diff = first_difference(g.sequences, s.sequences)
-        records.append(
-            {
-                "prompt": i,
-                "prompt_tokens": ids.shape[1],
-                "new_tokens": s.new_tokens,
-                "identical": diff is None,
-                "first_difference": diff,
-                "greedy": {"forwards": g.forwards, "seconds": g.seconds},
-                "speculative": {
-                    "forwards": s.forwards,
-                    "seconds": s.seconds,
-                    "draft_proposed": s.draft_proposed,
-                    "draft_accepted": s.draft_accepted,
-                },
-            }
-        )
+    runs, records = [], []
+    for run in range(args.runs):
+        greedy, spec = [], []
+        for i, ids in enumerate(encoded):
+            g, s = decode_pair(run_greedy, run_spec, ids, args.max_new_tokens, greedy_first=(i + run) % 2 == 0)
+            greedy.append(g)
+            spec.append(s)
+            diff = first_difference(g.sequences, s.sequences)
+            if run == 0:
+                records.append(new_record(i, ids, g, s, diff))
+            else:
+                add_run(records[i], g, s, diff)
+            if run == 0 and not args.quiet:
+                print(
+                    f"[{i}] prompt {ids.shape[1]:4d} tok, new {s.new_tokens:4d} | greedy "
+                    f"{ratio(g.new_tokens, g.seconds):8.1f} tok/s | speculative {ratio(s.new_tokens, s.seconds):8.1f} "
+                    f"tok/s, {s.tokens_per_forward:.2f} tok/fwd | "
+                    + ("identical" if diff is None else f"DIFFERS at token {diff}")
+                )
+        runs.append(summarise(greedy, spec, n_draft))
+        rates = runs[-1]["tokens_per_second"]
         print(
-            f"[{i}] prompt {ids.shape[1]:4d} tok, new {s.new_tokens:4d} | greedy {ratio(g.new_tokens, g.seconds):8.1f} "
-            f"tok/s | speculative {ratio(s.new_tokens, s.seconds):8.1f} tok/s, {s.tokens_per_forward:.2f} tok/fwd | "
-            + ("identical" if diff is None else f"DIFFERS at token {diff}")
+            f"run {run + 1}/{args.runs}: greedy {rates['greedy']:.1f} tok/s, speculative {rates['speculative']:.1f} "
+            f"tok/s, speed-up {runs[-1]['speedup']:.2f}x"
         )
 
-    summary = summarise(greedy, spec, n_draft)
+    summary = combine(runs)
     identical = sum(r["identical"] for r in records)
-    print(f"identical outputs: {identical}/{len(records)}")
-    print(f"tokens per decoding forward (speculative): {summary['tokens_per_forward']:.3f} (plain greedy: 1)")
-    acceptance = ", ".join(
-        f"head {k + 2}: {rate:.3f} ({a}/{p})"
-        for k, (rate, a, p) in enumerate(
-            zip(summary["accepted_per_head"], summary["draft_accepted"], summary["draft_proposed"], strict=True)
-        )
-    )
-    print(f"acceptance per draft head (accepted/checked): {acceptance or 'none'}")
-    rates = summary["tokens_per_second"]
-    print(f"tokens/s: greedy {rates['greedy']:.1f}, speculative {rates['speculative']:.1f}")
-    print(f"wall-clock speed-up: {summary['speedup']:.2f}x")
+    print_summary(summary, identical, len(records), args.runs)
 
     if args.json:
         report = {
@@ -207,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 "prompts": str(args.prompts) if args.prompts else f"HumanEval[:{args.n_prompts}]",
             },
             "records": records,
-            "summary": {**summary, "identical": identical, "prompts": len(records)},
+            "summary": {**summary, "identical": identical, "prompts": len(records), "runs": runs},
         }
         args.json.write_text(json.dumps(strict_json(report), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")

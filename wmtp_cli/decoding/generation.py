@@ -51,21 +51,32 @@ def sample_completions(
     stop: Sequence[str] = (),
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    skip: int = 0,
+    on_batch: Callable[[int, list[list[str]]], None] | None = None,
 ) -> list[list[str]]:
     """``n`` completions for each prompt, as text after the prompt (cut at the first stop sequence).
 
-    Prompts are left-padded and generated for ``batch_size`` at a time, each repeated ``n`` times in
-    the batch. ``temperature == 0`` means greedy decoding (then the ``n`` samples are identical).
-    Sampling is seeded per batch from ``seed``, so a rerun gives the same completions.
+    Prompts are left-padded and generated for ``batch_size`` at a time (:func:`prompts_per_batch`
+    prompts), each repeated ``n`` times in the batch. ``temperature == 0`` means greedy decoding (then
+    the ``n`` samples are identical). Sampling is seeded per batch from ``seed`` and the index of the
+    batch's first prompt, so a rerun gives the same completions.
+
+    Resuming: ``skip`` (a multiple of :func:`prompts_per_batch`) leaves out the first prompts, whose
+    completions an interrupted run already has; the rest are batched and seeded exactly as in a run
+    that did not skip, so they are the same. Only their completions are returned. ``on_batch(first,
+    completions)`` receives each batch's completions as soon as they exist (``first``: the index of its
+    first prompt); ``progress(done, total)`` counts the skipped prompts as done.
     """
+    per_batch = prompts_per_batch(n, batch_size)
+    if skip % per_batch:
+        raise ValueError(f"skip={skip} is not a multiple of the {per_batch} prompts per batch")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     device = next(model.parameters()).device
     results: list[list[str]] = []
-    per_batch = max(1, batch_size // n) if n <= batch_size else 1
     try:
-        for start in range(0, len(prompts), per_batch):
+        for start in range(skip, len(prompts), per_batch):
             chunk = list(prompts[start : start + per_batch])
             batch = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
             torch.manual_seed(seed + start)
@@ -82,13 +93,21 @@ def sample_completions(
             if not sampling:
                 generated = generated.repeat_interleave(n, dim=0)
             texts = continuations(tokenizer, batch["input_ids"], batch["attention_mask"], generated, n)
-            for i in range(len(chunk)):
-                results.append([truncate_at_stop(t, stop) for t in texts[i * n : (i + 1) * n]])
+            completions = [[truncate_at_stop(t, stop) for t in texts[i * n : (i + 1) * n]] for i in range(len(chunk))]
+            results.extend(completions)
+            if on_batch is not None:
+                on_batch(start, completions)
             if progress is not None:
-                progress(len(results), len(prompts))
+                progress(skip + len(results), len(prompts))
     finally:
         tokenizer.padding_side = padding_side
     return results
+
+
+def prompts_per_batch(n: int, batch_size: int) -> int:
+    """Prompts in one batch of :func:`sample_completions`: ``batch_size`` sequences of ``n`` samples each, at
+    least one prompt."""
+    return max(1, batch_size // n)
 
 
 @dataclass
@@ -133,18 +152,23 @@ def speculative_completions(
     max_new_tokens: int = 512,
     stop: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    skip: int = 0,
+    on_prompt: Callable[[int, str, SpeculativeStats], None] | None = None,
 ) -> tuple[list[str], SpeculativeStats]:
     """Greedy completions by self-speculative decoding, one prompt at a time, and their statistics.
 
     The text equals what greedy :func:`sample_completions` gives (the decoding is token-for-token
-    greedy); generation stops at EOS, at ``max_new_tokens`` or once a stop sequence appears.
+    greedy); generation stops at EOS, at ``max_new_tokens`` or once a stop sequence appears. ``skip``
+    leaves out the first prompts (an interrupted run has them; each prompt is decoded on its own, so the
+    rest do not change); ``on_prompt(index, text, stats)`` receives each prompt's completion and its own
+    statistics as soon as they exist.
     """
     from wmtp_cli.decoding import speculative_generate
 
     device = next(model.parameters()).device
     stats = SpeculativeStats()
     texts = []
-    for done, prompt in enumerate(prompts, 1):
+    for done, prompt in enumerate(prompts[skip:], skip + 1):
         prompt_ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)  # (1, T)
         prompt_text = tokenizer.decode(prompt_ids[0], skip_special_tokens=True)
 
@@ -159,6 +183,10 @@ def speculative_completions(
         mask = torch.ones_like(prompt_ids)
         (text,) = continuations(tokenizer, prompt_ids, mask, out.sequences, 1)
         texts.append(truncate_at_stop(text, stop))
+        if on_prompt is not None:
+            own = SpeculativeStats()
+            own.add(out)
+            on_prompt(done - 1, texts[-1], own)
         if progress is not None:
             progress(done, len(prompts))
     return texts, stats

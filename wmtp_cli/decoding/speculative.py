@@ -18,13 +18,20 @@ token-for-token plain greedy decoding; a step emits 1 + a tokens for one forward
 cheap because every head block already runs on every fed position (their KV entries are needed
 anyway), and the extra positions cost little on a GPU that is memory-bound at batch size 1.
 
+Speed: an all-heads forward runs the n head blocks as one batched computation (the model's
+``StackedHeads``: one matmul per projection for every head), so a speculative forward costs the
+trunk plus about one block rather than n, and both decoders keep their keys and values in a
+:class:`BlockCache` (buffers of fixed capacity written in place; a crop lowers a length) instead of a
+``DynamicCache`` that concatenates every layer on every step.
+
 Cache invariant: the cache holds one layer per block (trunk and all n heads, since every call
 runs all heads) and, between steps, exactly the positions of the sequence *except its last
 token* (the certain token, which the next step feeds first). Rejected drafts were written by the
 step's forward and are cropped from every layer before the next step, so a later forward never
 attends to a token that is not in the sequence. On return ``cache.get_seq_length() ==
 sequences.shape[1] - 1``, the same state a plain cached decoder leaves, so generation could go on
-by feeding ``sequences[:, -1:]``. With ``n_draft == 0`` only head 1 runs (a head-1-only cache).
+by feeding ``sequences[:, -1:]`` (the returned cache is a ``DynamicCache`` copy of the BlockCache).
+With ``n_draft == 0`` only head 1 runs (a head-1-only cache).
 
 Stopping applies the same rules one token at a time as plain greedy decoding does, so a step
 that accepts several tokens is cut at the first that stops: an EOS token (kept, as
@@ -131,6 +138,98 @@ class _Collector:
         return False
 
 
+class BlockCache:
+    """A KV cache of fixed capacity for one decoding call: one layer per block, written in place.
+
+    ``DynamicCache`` concatenates every layer on every step and crops each layer on its own; this one
+    writes into buffers allocated once (``capacity`` positions), crops by lowering a length, and keeps
+    the n heads' layers in one (n, B, Hkv, capacity, hd) tensor, so the model's batched heads
+    (:class:`wmtp_cli.model.modeling.StackedHeads`) append to all of them in one copy
+    (:meth:`update_stacked`). The values are the same as a ``DynamicCache``'s; :meth:`to_dynamic` gives one.
+    Layer ``first_head + i`` is head i + 1's, whether written alone (head-1-only calls) or stacked.
+    """
+
+    def __init__(self, n_layers: int, first_head: int, capacity: int):
+        self.first_head = first_head
+        self.capacity = capacity
+        self.lengths = [0] * n_layers
+        self.keys: list[torch.Tensor | None] = [None] * first_head  # trunk layers: (B, Hkv, capacity, hd)
+        self.values: list[torch.Tensor | None] = [None] * first_head
+        self.head_keys: torch.Tensor | None = None  # (n, B, Hkv, capacity, hd)
+        self.head_values: torch.Tensor | None = None
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.lengths[layer_idx]
+
+    def crop(self, length: int) -> None:
+        """Keep the first ``length`` positions of every layer."""
+        self.lengths = [min(n, length) for n in self.lengths]
+
+    def _room(self, start: int, new: int) -> int:
+        end = start + new
+        if end > self.capacity:
+            raise ValueError(f"BlockCache holds {self.capacity} positions; {end} were asked for")
+        return end
+
+    def _buffers(self, k: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Empty key and value buffers for one layer's ``k`` (B, Hkv, T, hd), or for ``heads`` such layers."""
+        shape = (*k.shape[:-2], self.capacity, k.shape[-1])
+        if heads:
+            shape = (heads, *shape)
+        return k.new_empty(shape), k.new_empty(shape)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append keys and values (B, Hkv, T, hd) to one layer; return the layer's (B, Hkv, S, hd)."""
+        start = self.lengths[layer_idx]
+        end = self._room(start, k.shape[-2])
+        if layer_idx < self.first_head:
+            if self.keys[layer_idx] is None:
+                self.keys[layer_idx], self.values[layer_idx] = self._buffers(k, 0)
+            keys, values = self.keys[layer_idx], self.values[layer_idx]
+        else:
+            if self.head_keys is None:
+                self.head_keys, self.head_values = self._buffers(k, len(self.lengths) - self.first_head)
+            keys, values = self.head_keys[layer_idx - self.first_head], self.head_values[layer_idx - self.first_head]
+        keys[..., start:end, :] = k
+        values[..., start:end, :] = v
+        self.lengths[layer_idx] = end
+        return keys[..., :end, :], values[..., :end, :]
+
+    def update_stacked(self, k: torch.Tensor, v: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append every head's keys and values (n, B, Hkv, T, hd) at once; return all heads' (n, B, Hkv, S, hd)."""
+        if first != self.first_head or k.shape[0] != len(self.lengths) - first:
+            raise ValueError("update_stacked writes all head layers at once")
+        starts = set(self.lengths[first:])
+        if len(starts) != 1:
+            raise ValueError("the head layers hold different lengths: a head-1-only call filled this cache")
+        start = starts.pop()
+        end = self._room(start, k.shape[-2])
+        if self.head_keys is None:
+            self.head_keys, self.head_values = self._buffers(k[0], k.shape[0])
+        self.head_keys[..., start:end, :] = k
+        self.head_values[..., start:end, :] = v
+        self.lengths[first:] = [end] * k.shape[0]
+        return self.head_keys[..., :end, :], self.head_values[..., :end, :]
+
+    def layer(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's cached keys and values, (B, Hkv, S, hd) each (views)."""
+        end = self.lengths[layer_idx]
+        if layer_idx < self.first_head:
+            return self.keys[layer_idx][..., :end, :], self.values[layer_idx][..., :end, :]
+        i = layer_idx - self.first_head
+        return self.head_keys[i, ..., :end, :], self.head_values[i, ..., :end, :]
+
+    def to_dynamic(self) -> DynamicCache:
+        """The same contents as a ``DynamicCache`` (the layers written so far, copied), for later ``model()`` calls."""
+        cache = DynamicCache()
+        for layer_idx, length in enumerate(self.lengths):
+            if length == 0:
+                break  # head-1-only: heads 2..n were never written
+            k, v = self.layer(layer_idx)
+            cache.update(k.clone(), v.clone(), layer_idx)
+        return cache
+
+
 def _check_prompt(model, input_ids: torch.Tensor) -> torch.Tensor:
     if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] == 0:
         raise ValueError(f"input_ids must be one non-empty sequence of shape (1, T), got {tuple(input_ids.shape)}")
@@ -143,15 +242,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _forward(model, ids: torch.Tensor, cache: DynamicCache, all_heads: bool) -> torch.Tensor:
-    """Logits (T, h, V) of one sequence: all n heads, or head 1 only (h = 1)."""
+def _forward(model, ids: torch.Tensor, cache: BlockCache, all_heads: bool, keep: int = 0) -> torch.Tensor:
+    """Logits (T, h, V) of one sequence: all n heads, or head 1 only (h = 1); the last ``keep`` positions if set.
+
+    A prefill needs the last position's logits only (as ``generate()`` asks for): the unembedding of
+    every prompt position by every head would cost more than a decoding step.
+    """
     if all_heads:
-        return model(ids, cache=cache, use_cache=True, return_all_heads=True).logits[0]  # (T, n, V)
-    return model(ids, cache=cache, use_cache=True).logits[0][:, None]  # (T, 1, V)
+        return model(ids, cache=cache, use_cache=True, return_all_heads=True, logits_to_keep=keep).logits[0]
+    return model(ids, cache=cache, use_cache=True, logits_to_keep=keep).logits[0][:, None]  # (T, 1, V)
 
 
-def _crop(cache: DynamicCache, length: int) -> None:
+def _crop(cache: DynamicCache | BlockCache, length: int) -> None:
     """Keep the first ``length`` positions of every cache layer (trunk and heads)."""
+    if isinstance(cache, BlockCache):
+        cache.crop(length)
+        return
     excess = cache.get_seq_length() - length
     if excess > 0:
         # A negative argument means "remove this many" in transformers 4.x and 5.x alike; 5.x refuses a
@@ -163,16 +269,24 @@ def _output(input_ids, collector, forwards, start, cache, proposed, accepted) ->
     new = torch.tensor([collector.tokens], dtype=input_ids.dtype, device=input_ids.device)  # (1, new)
     # Positions computed for tokens after a stop (an accepted draft past EOS) are dropped too.
     _crop(cache, input_ids.shape[1] + len(collector.tokens) - 1)
+    sequences = torch.cat([input_ids, new], dim=1)
     _sync(input_ids.device)
+    seconds = time.perf_counter() - start
     return SpeculativeOutput(
-        sequences=torch.cat([input_ids, new], dim=1),
+        sequences=sequences,
         forwards=forwards,
         new_tokens=len(collector.tokens),
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         draft_proposed=proposed,
         draft_accepted=accepted,
-        cache=cache,
+        cache=cache.to_dynamic() if isinstance(cache, BlockCache) else cache,  # outside the timing: a copy for callers
     )
+
+
+def _new_cache(model, input_ids: torch.Tensor, max_new_tokens: int) -> BlockCache:
+    """A cache with room for the prompt and every new token (no forward writes past ``max_new_tokens``)."""
+    config = model.config
+    return BlockCache(config.num_hidden_layers, config.n_trunk_layers, input_ids.shape[1] + max_new_tokens)
 
 
 def _draft_heads(model, n_draft: int | None) -> int:
@@ -185,7 +299,7 @@ def _draft_heads(model, n_draft: int | None) -> int:
 
 
 def _verify(
-    model, fed: torch.Tensor, cache: DynamicCache, all_heads: bool, width: int
+    model, fed: torch.Tensor, cache: BlockCache, all_heads: bool, width: int
 ) -> tuple[torch.Tensor, list[list[int]]]:
     """One forward over the fed block: each fed position's choices of heads 1..width, on the device and as ints.
 
@@ -241,11 +355,11 @@ def speculative_generate(
     all_heads = n_draft > 0
     width = 1 + n_draft  # the certain token's head, then the drafting heads
     proposed, accepted = [0] * n_draft, [0] * n_draft
-    cache = DynamicCache()
+    cache = _new_cache(model, input_ids, max_new_tokens)
 
     _sync(input_ids.device)
     start = time.perf_counter()
-    logits = _forward(model, input_ids, cache, all_heads)  # (T, h, V)
+    logits = _forward(model, input_ids, cache, all_heads, keep=1)  # (1, h, V)
     block = logits[-1, :width].argmax(-1)  # (width,): certain next token, then drafts for the ones after it
     host_block = block.tolist()
     forwards = 1
@@ -279,11 +393,11 @@ def greedy_generate(
     """
     input_ids = _check_prompt(model, input_ids)
     collector = _Collector(max_new_tokens, eos_token_id, stop_check)
-    cache = DynamicCache()
+    cache = _new_cache(model, input_ids, max_new_tokens)
 
     _sync(input_ids.device)
     start = time.perf_counter()
-    token = _forward(model, input_ids, cache, all_heads=False)[-1, 0].argmax()  # ()
+    token = _forward(model, input_ids, cache, all_heads=False, keep=1)[-1, 0].argmax()  # ()
     forwards = 1
     done = collector.extend([int(token)])
     while not done:

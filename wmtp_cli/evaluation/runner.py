@@ -2,13 +2,16 @@
 
 Samples come from ``--samples`` (a file) or from the model (``--model``, else the recipe's
 ``model.path``), sampled with each benchmark's stop sequences. Settings: flags win over the recipe's
-``eval`` section, which wins over its defaults.
+``eval`` section, which wins over its defaults. A model's samples are kept per problem as they are
+generated (:mod:`wmtp_cli.evaluation.samples_log`), so the same command run again after an interruption
+generates only the problems that were missing, and gives the report an uninterrupted run gives.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wmtp_cli.config import EvalConfig, ModelConfig, check_values
@@ -21,7 +24,10 @@ from wmtp_cli.evaluation.harness import (
     read_samples,
     write_report,
 )
+from wmtp_cli.evaluation.samples_log import SamplesLog, samples_log_path
 from wmtp_cli.io import check_output
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,6 +134,8 @@ class EvalRequest:
             summary, per_problem = self.outputs(benchmark)
             check_output(summary, "the summary --output" if self.output else "the summary")
             check_output(per_problem, "the per-problem results")
+            if self.samples is None:
+                check_output(samples_log_path(summary), "the samples file")
 
     def outputs(self, benchmark: str) -> tuple[Path, Path]:
         """Where a benchmark's summary goes, and its per-problem results beside it."""
@@ -143,6 +151,27 @@ class EvalRequest:
             "samples": str(self.samples) if self.samples else None, "speculative": self.speculative,
             "isolation": self.isolation,
         }  # fmt: skip
+
+    def generation_settings(self, benchmark: str) -> dict:
+        """What a model's completions depend on: an interrupted run's samples are taken only if these are equal.
+        The batch size is one of them (sampling is seeded per batch); a model folder is also known by its
+        files' sizes and times, so a model trained again in place is another model."""
+        model = self.model
+        return {
+            "benchmark": benchmark, "data": self.data, "split": self.split, "subset": self.subsets.get(benchmark),
+            "limit": self.limit, "model": model.path, "dtype": model.dtype, "n_future": model.n_future,
+            "model_files": _model_files(model.path), "n": self.n, "temperature": self.temperature,
+            "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed,
+            "speculative": self.speculative, "batch_size": None if self.speculative else self.batch_size,
+        }  # fmt: skip
+
+
+def _model_files(path: str) -> list[list] | None:
+    """[name, size, modification time] of each file in a local model folder (None for a hub id)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return None
+    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in folder.iterdir() if f.is_file())
 
 
 # Flags that set an eval-section key, by key: checked as the recipe's value would be.
@@ -166,14 +195,23 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
     require_code_execution(allow_code_execution, recipe_key=None)  # eval's consent is the flag alone
     rows = read_samples(request.samples) if request.samples is not None else None  # a bad file fails before work
     executor = Executor(timeout_s=request.timeout_s, isolation=request.isolation)  # refuses (fails closed) here
-    policy = _Policy(request)
+    policy = _Policy(request, progress)
+    if rows is None:  # a model folder that is not one is refused before a samples file is started
+        from wmtp_cli.model.loading import check_model_source
+
+        check_model_source(request.model.path, "--model" if request.model_from_flag else "model.path")
     out = []
     for benchmark in request.benchmarks:
         problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subsets.get(benchmark))
+        log = None
         if rows is not None:
             samples, decoding = group_samples(rows, problems), None
         else:
-            samples, decoding = _generate(request, benchmark, problems, policy, progress)
+            log = SamplesLog.open(
+                samples_log_path(request.outputs(benchmark)[0]), request.generation_settings(benchmark),
+                [p["task_id"] for p in problems], unit=_batch_unit(request),
+            )  # fmt: skip
+            samples, decoding = _generate(request, benchmark, problems, policy, progress, log)
         callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
         settings = {**request.settings(benchmark), "isolation": executor.isolation_description}
         report = evaluate(
@@ -185,6 +223,8 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
             report.head_metrics = _head_metrics(policy.model, policy.tokenizer, problems, progress)
         output, _ = request.outputs(benchmark)
         write_report(report, output)
+        if log is not None:
+            log.remove()  # the per-problem results hold every completion now
         out.append((report, output))
     return out
 
@@ -192,45 +232,88 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
 class _Policy:
     """The request's model and tokenizer, loaded on first use (a run that scores given samples never loads them)."""
 
-    def __init__(self, request: EvalRequest):
+    def __init__(self, request: EvalRequest, progress=None):
         self._request = request
+        self._progress = progress
         self._loaded = None
 
-    def _load(self):
+    def load(self):
         if self._loaded is None:
             from wmtp_cli.model.loading import load_model_and_tokenizer
 
+            if self._progress:
+                self._progress("loading model", 0, 1)
             what = "--model" if self._request.model_from_flag else "model.path"
             self._loaded = load_model_and_tokenizer(self._request.model, what=what)
+            if self._progress:
+                self._progress("loading model", 1, 1)
         return self._loaded
 
     @property
     def model(self):
-        return self._load().model
+        return self.load().model
 
     @property
     def tokenizer(self):
-        return self._load().tokenizer
+        return self.load().tokenizer
 
 
-def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, progress):
-    """The model's completions for each problem, by task id, and the decoding statistics (speculative only)."""
+def _batch_unit(request: EvalRequest) -> int:
+    """Problems generated together: an interrupted run is resumed at a batch boundary, so every batch is
+    the one an uninterrupted run generates (same prompts, same seed)."""
+    from wmtp_cli.decoding.generation import prompts_per_batch
+
+    return 1 if request.speculative else prompts_per_batch(request.n, request.batch_size)
+
+
+def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, progress, log: SamplesLog):
+    """The model's completions for each problem, by task id, and the decoding statistics (speculative only).
+
+    Problems already in ``log`` (an interrupted run's) are taken from it; the rest are generated and
+    appended to it as each batch ends.
+    """
     from wmtp_cli.data.templates import stop_sequences
-    from wmtp_cli.decoding.generation import sample_completions, speculative_completions
+    from wmtp_cli.decoding.generation import SpeculativeStats, sample_completions, speculative_completions
 
-    prompts = [p["prompt"] for p in problems]
-    sampling = (lambda done, total: progress("sampling", done, total)) if progress else None
+    rows, task_ids = list(log.rows), [p["task_id"] for p in problems]
+    resumed = f"{len(rows)} from {log.path.name}" if rows else ""
+    if rows:
+        logger.info("took the samples of %d of %d problems from %s", len(rows), len(problems), log.path)
+    if len(rows) < len(problems):
+        policy.load()  # before the sampling bar starts, so that each stage's time is its own
+    if progress:
+        progress("sampling", len(rows), len(problems), resumed)
+    sampling = (lambda done, total: progress("sampling", done, total, resumed)) if progress else None
+
+    def keep(new_rows: list[dict]) -> None:
+        log.append(new_rows)
+        rows.extend(new_rows)
+
+    def keep_prompt(index: int, text: str, own: SpeculativeStats) -> None:
+        keep([{"task_id": task_ids[index], "completions": [text], "decoding": asdict(own)}])
+
+    def keep_batch(first: int, batch: list[list[str]]) -> None:
+        keep([{"task_id": task_ids[first + i], "completions": completions} for i, completions in enumerate(batch)])
+
+    prompts, stop = [p["prompt"] for p in problems], stop_sequences(benchmark)
+    stats = SpeculativeStats() if request.speculative else None
     if request.speculative:
-        texts, stats = speculative_completions(
-            policy.model, policy.tokenizer, prompts, request.max_new_tokens, stop_sequences(benchmark), sampling
-        )
-        return {p["task_id"]: [t] for p, t in zip(problems, texts, strict=True)}, stats.as_dict()
-    texts = sample_completions(
-        policy.model, policy.tokenizer, prompts, n=request.n, temperature=request.temperature, top_p=request.top_p,
-        max_new_tokens=request.max_new_tokens, batch_size=request.batch_size, stop=stop_sequences(benchmark),
-        seed=request.seed, progress=sampling,
-    )  # fmt: skip
-    return {p["task_id"]: t for p, t in zip(problems, texts, strict=True)}, None
+        for row in rows:
+            stats.add(SpeculativeStats(**row["decoding"]))
+    if len(rows) < len(problems) and request.speculative:
+        _, new = speculative_completions(
+            policy.model, policy.tokenizer, prompts, request.max_new_tokens, stop, sampling, skip=len(rows),
+            on_prompt=keep_prompt,
+        )  # fmt: skip
+        stats.add(new)
+    elif len(rows) < len(problems):
+        sample_completions(
+            policy.model, policy.tokenizer, prompts, n=request.n, temperature=request.temperature,
+            top_p=request.top_p, max_new_tokens=request.max_new_tokens, batch_size=request.batch_size, stop=stop,
+            seed=request.seed, progress=sampling, skip=len(rows), on_batch=keep_batch,
+        )  # fmt: skip
+    samples = {row["task_id"]: row["completions"] for row in rows}
+    return samples, stats.as_dict() if stats is not None else None
 
 
 def _head_metrics(model, tokenizer, problems, progress) -> list[dict]:

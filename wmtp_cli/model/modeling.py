@@ -181,6 +181,102 @@ def padding_aware_mask(attention_mask: torch.Tensor, q_len: int) -> torch.Tensor
     return (keep | diagonal[None])[:, None]  # (B, 1, q, kv)
 
 
+class StackedHeads:
+    """The n head blocks as one computation, for inference: each projection's weights as one (n, out, in) tensor.
+
+    Every head reads the same ``h_trunk``, so one batched matmul per projection (q, k and v fused, gate
+    and up fused) serves all heads, and attention runs once with the heads folded into the batch. The
+    numbers equal the per-head blocks' up to float rounding (a test holds them to 1e-5 in fp32). Built
+    from the weights of the moment by :meth:`MTPForCausalLM.stacked_heads`, which rebuilds it when a
+    head's weight changes; not for training (the stacked tensors are copies).
+    """
+
+    def __init__(self, heads: nn.ModuleList):
+        first = heads[0].self_attn
+        self.n = len(heads)
+        self.first_layer = first.layer_idx
+        self.n_heads, self.n_kv_heads, self.head_dim = first.n_heads, first.n_kv_heads, first.head_dim
+        self.eps = heads[0].input_layernorm.eps
+
+        def stack(get) -> torch.Tensor:
+            return torch.stack([get(block).detach() for block in heads])
+
+        def fused(*names: str):
+            return lambda b: torch.cat([b.get_submodule(name).weight.T for name in names], dim=1)
+
+        attn = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+        self.qkv = stack(fused(*attn)).contiguous()  # (n, d, (H + 2 Hkv) hd)
+        self.o = stack(lambda b: b.self_attn.o_proj.weight.T).contiguous()  # (n, H hd, d)
+        self.gate_up = stack(fused("mlp.gate_proj", "mlp.up_proj")).contiguous()  # (n, d, 2 ff)
+        self.down = stack(lambda b: b.mlp.down_proj.weight.T).contiguous()  # (n, ff, d)
+        self.norm1 = stack(lambda b: b.input_layernorm.weight)[:, None]  # (n, 1, d)
+        self.norm2 = stack(lambda b: b.post_attention_layernorm.weight)[:, None]  # (n, 1, d)
+
+    def _rms(self, x: torch.Tensor) -> torch.Tensor:
+        # RMSNorm's arithmetic without its weight (as RMSNorm.forward, which multiplies last).
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+    def _attend_cache(self, k: torch.Tensor, v: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append each head's keys and values (n, B, Hkv, T, hd) to its own cache layer; return all of them."""
+        if cache is None:
+            return k, v
+        if hasattr(cache, "update_stacked"):  # a cache that keeps the heads' layers in one tensor
+            return cache.update_stacked(k, v, self.first_layer)
+        pairs = [cache.update(k[i], v[i], self.first_layer + i) for i in range(self.n)]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])  # (n, B, Hkv, S, hd)
+
+    def __call__(
+        self,
+        h_trunk: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache,
+        keep: int = 0,
+    ) -> torch.Tensor:
+        """Each head block's output, (n, B, T, d), from ``h_trunk`` (B, T, d); (n, B, keep, d) with ``keep``.
+
+        Keys and values are made for every position (the cache needs them); with ``keep`` the queries,
+        the output projection and the MLP run on the last ``keep`` positions only, whose rows are the
+        same as in a full run (a prefill needs only the last position's logits).
+        """
+        n, H, Hkv, hd = self.n, self.n_heads, self.n_kv_heads, self.head_dim
+        B, T, d = h_trunk.shape
+        x = self.norm1 * self._rms(h_trunk).reshape(1, B * T, d)  # (n, BT, d)
+        qkv = torch.bmm(x, self.qkv).view(n, B, T, H + 2 * Hkv, hd).transpose(2, 3)  # (n, B, H + 2 Hkv, T, hd)
+        cos, sin = rotary  # (B, 1, T, hd): broadcast over the heads
+        # Queries and keys rotate by the same rule per element: one rotation for both.
+        q, k = apply_rotary(qkv[:, :, : H + Hkv], cos, sin).split([H, Hkv], dim=2)
+        v = qkv[:, :, H + Hkv :]
+        k, v = self._attend_cache(k, v, cache)  # (n, B, Hkv, S, hd)
+        S = k.shape[-2]
+        k, v = k.reshape(n * B, Hkv, S, hd), v.reshape(n * B, Hkv, S, hd)
+        if Hkv != H:
+            k = k.repeat_interleave(H // Hkv, dim=1)  # (nB, H, S, hd)
+            v = v.repeat_interleave(H // Hkv, dim=1)
+        if mask is None and T > 1 and S != T:
+            mask = _causal_mask(T, S, h_trunk.device)  # (T, S)
+        if 0 < keep < T:
+            q, h_trunk, T = q[..., -keep:, :], h_trunk[:, -keep:], keep
+            mask = _causal_mask(T, S, h_trunk.device) if mask is None else mask[..., -keep:, :]
+        if mask is not None and mask.dim() == 4:
+            mask = mask.repeat(n, 1, 1, 1)  # batch index i * B + b is head i's row b
+        is_causal = mask is None and T > 1
+        out = F.scaled_dot_product_attention(q.reshape(n * B, H, T, hd), k, v, attn_mask=mask, is_causal=is_causal)
+        out = out.view(n, B, H, T, hd).transpose(2, 3).reshape(n, B * T, H * hd)
+        h = h_trunk.reshape(1, B * T, d) + torch.bmm(out, self.o)  # (n, BT, d)
+        gate, up = torch.bmm(self.norm2 * self._rms(h), self.gate_up).chunk(2, dim=-1)
+        h = h + torch.bmm(F.silu(gate) * up, self.down)
+        return h.view(n, B, T, d)
+
+
+# The modules of a head block whose weights StackedHeads stacks: (child of the block, its children).
+_STACKED_PARTS = (
+    ("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
+    ("mlp", ("gate_proj", "up_proj", "down_proj")),
+)
+
+
 @dataclass
 class MTPOutput(CausalLMOutputWithPast):
     """A causal-LM output plus ``trunk_hidden_states``: h_trunk, (B, T, d), the heads' common input.
@@ -274,6 +370,57 @@ class MTPForCausalLM(MTPPreTrainedModel, GenerationMixin):
             h = h[:, -logits_to_keep:]
         return self.lm_head(self.norm(h))
 
+    def stacked_heads(self) -> StackedHeads | None:
+        """The head blocks as one :class:`StackedHeads`, built once and rebuilt when a head's weight changes.
+
+        None when a head's projection is not a plain ``nn.Linear`` (an unmerged LoRA adapter, a quantised
+        or hooked layer): stacking its ``.weight`` would leave the rest out, so the per-head blocks run.
+        """
+        # Read through _modules, not attribute access: this runs on every all-heads forward, where a walk of
+        # the module tree costs more than a decoding step's matmuls at small sizes. A replaced module (an
+        # adapter injected), a new tensor (.to(), loading) or a weight changed in place (an optimiser step)
+        # changes the key.
+        blocks = self.heads._modules.values()
+        linears = [
+            block._modules[group]._modules[name]
+            for block in blocks
+            for group, names in _STACKED_PARTS
+            for name in names
+        ]
+        if not all(type(m) is nn.Linear and not m._forward_hooks and not m._forward_pre_hooks for m in linears):
+            return None  # e.g. peft's LoRA layers, which hold the weight in a base_layer
+        norms = [block._modules[name] for block in blocks for name in ("input_layernorm", "post_attention_layernorm")]
+        weights = [m._parameters["weight"] for m in linears + norms]
+        key = [(id(m), w.data_ptr(), w._version, w.dtype) for m, w in zip(linears + norms, weights, strict=True)]
+        cached = self.__dict__.get("_stacked_heads")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, StackedHeads(self.heads))
+            self.__dict__["_stacked_heads"] = cached
+        return cached[1]
+
+    def all_head_logits(
+        self,
+        h_trunk: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        cache: DynamicCache | None = None,
+        logits_to_keep: int = 0,
+    ) -> torch.Tensor:
+        """Logits (B, T, n, V) of every head from ``h_trunk``, the heads run as one batched computation.
+
+        For inference (no gradient reaches the head weights); equals stacking :meth:`head_logits` of each
+        head up to float rounding, and fills the same per-head cache layers.
+        """
+        stacked = self.stacked_heads()
+        if stacked is None:
+            per_head = [
+                self.head_logits(k, h_trunk, rotary, mask, cache, logits_to_keep) for k in range(len(self.heads))
+            ]
+            return torch.stack(per_head, dim=2)
+        h = stacked(h_trunk, rotary, mask, cache, keep=logits_to_keep)  # (n, B, T or keep, d)
+        return self.lm_head(self.norm(h)).permute(1, 2, 0, 3).contiguous()  # (B, T, n, V)
+
     def embed_and_trunk(
         self,
         input_ids: torch.Tensor | None = None,
@@ -300,6 +447,10 @@ class MTPForCausalLM(MTPPreTrainedModel, GenerationMixin):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]  # (B, T)
             else:
                 position_ids = torch.arange(past, past + T, device=inputs_embeds.device)[None].expand(B, T)
+        if mask is None and T > 1 and past > 0:
+            # A block after cached positions (speculative decoding's verify step): one causal mask for every
+            # layer rather than one built by each (a query block starting at 0 uses SDPA's is_causal instead).
+            mask = _causal_mask(T, past + T, inputs_embeds.device)  # (T, past + T)
         rotary = self.model.rotary_emb(position_ids)
         h_trunk = self.model(inputs_embeds, rotary, mask, cache)
         return h_trunk, rotary, mask
@@ -341,13 +492,18 @@ class MTPForCausalLM(MTPPreTrainedModel, GenerationMixin):
                 )
 
         h_trunk, rotary, mask = self.embed_and_trunk(input_ids, attention_mask, position_ids, cache, inputs_embeds)
-        n_heads = self.n_future_tokens if return_all_heads else 1
-        per_head = [self.head_logits(k, h_trunk, rotary, mask, cache, logits_to_keep) for k in range(n_heads)]
-        logits = torch.stack(per_head, dim=2) if return_all_heads else per_head[0]  # (B, T, n, V) or (B, T, V)
+        if return_all_heads and self.n_future_tokens > 1 and not torch.is_grad_enabled():
+            logits = self.all_head_logits(h_trunk, rotary, mask, cache, logits_to_keep)  # (B, T, n, V)
+            head1 = logits[:, :, 0]
+        else:
+            n_heads = self.n_future_tokens if return_all_heads else 1
+            per_head = [self.head_logits(k, h_trunk, rotary, mask, cache, logits_to_keep) for k in range(n_heads)]
+            logits = torch.stack(per_head, dim=2) if return_all_heads else per_head[0]  # (B, T, n, V) or (B, T, V)
+            head1 = per_head[0]
 
         loss = None
         if labels is not None:
-            next_token_logits = per_head[0][:, :-1]  # (B, T-1, V)
+            next_token_logits = head1[:, :-1]  # (B, T-1, V)
             loss = F.cross_entropy(
                 next_token_logits.reshape(-1, next_token_logits.shape[-1]).float(),
                 labels[:, 1:].reshape(-1),
