@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,9 @@ NOT_INSTALLED = "not installed"
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """``{distribution: version}`` from the installed metadata (no import)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = NOT_INSTALLED
-    return versions
+    from wmtp_cli.config.provenance import package_version
+
+    return {name: package_version(name) or NOT_INSTALLED for name in names}
 
 
 def device_report() -> dict[str, Any]:

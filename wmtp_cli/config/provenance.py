@@ -23,7 +23,8 @@ from wmtp_cli.io import atomic_write_text
 PACKAGES = ("torch", "transformers", "accelerate", "datasets")
 
 
-def _package_version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """The installed version of the distribution ``name`` (read from its metadata, not imported); None if absent."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -62,7 +63,7 @@ def collect_provenance() -> dict[str, Any]:
     return {
         "wmtp": __version__,
         "python": platform.python_version(),
-        **{name: _package_version(name) for name in PACKAGES},
+        **{name: package_version(name) for name in PACKAGES},
         "git": _git_state(),
         "argv": list(sys.argv),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
