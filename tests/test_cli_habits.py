@@ -60,7 +60,9 @@ def test_short_help_flag_is_the_long_one(wmtp):
 
 
 def test_shell_completion_script_and_candidates():
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # Typer detects the shell from the parent processes unless told not to, and then reads the shell from the
+    # flag: without this the test would depend on whether it runs under a shell.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     shown = subprocess.run([sys.executable, "-m", "wmtp_cli", "--show-completion", "bash"], capture_output=True,
                            text=True, env=env, timeout=120)  # fmt: skip
     assert shown.returncode == 0, shown.stderr

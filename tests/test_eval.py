@@ -137,9 +137,9 @@ def test_repeated_samples_run_once_and_count_for_every_copy():
     from wmtp_cli.execution import Executor
 
     class CountingExecutor(Executor):
-        def run(self, jobs, progress=None):
+        def run(self, jobs, progress=None, started=None):
             self.programs = len(jobs)
-            return super().run(jobs, progress=progress)
+            return super().run(jobs, progress=progress, started=started)
 
     [problem] = load_problems(DataConfig(source="tiny-code", split="test", limit=1), seed=0).to_list()
     right, wrong = problem["solutions"][0], problem["incorrect_solutions"][0]

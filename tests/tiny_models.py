@@ -32,8 +32,8 @@ def make_tiny_reward_model(folder: Path, num_labels: int = 1, seed: int = 0) -> 
     return folder
 
 
-def make_tiny_mtp_model(folder: Path, n_future: int = 4, seed: int = 0) -> Path:
-    """A random MTP model (n_future heads) with the tiny tokenizer, saved at ``folder``."""
+def make_tiny_mtp_model(folder: Path, n_future: int = 4, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
+    """A random MTP model (n_future heads) with the tiny tokenizer, saved at ``folder`` in ``dtype``."""
     from wmtp_cli.model import MTPConfig, MTPForCausalLM
 
     tokenizer = tiny_tokenizer(folder.parent / f"{folder.name}-tok")
@@ -43,6 +43,6 @@ def make_tiny_mtp_model(folder: Path, n_future: int = 4, seed: int = 0) -> Path:
         num_attention_heads=4, n_future_tokens=n_future, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )  # fmt: skip
-    MTPForCausalLM(config).save_pretrained(folder)
+    MTPForCausalLM(config).to(dtype).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -38,7 +38,7 @@ def eval_command(
     top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling threshold.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Sequences generated at once (prompts x samples).", min=1)
+        int | None, typer.Option("--batch-size", help="Sequences decoded at once (samples do not depend on it).", min=1)
     ] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds per test run.", min=0.01)] = None,
     allow_code_execution: Annotated[

@@ -157,7 +157,7 @@ class RewardConfig:
     )
     top_p: float = option(0.95, gt=0, le=1, help="model: nucleus sampling threshold.")
     max_new_tokens: int = option(512, gt=0, le=MAX_SEQUENCE, help="model: maximum tokens per sampled completion.")
-    generation_batch_size: int = option(8, gt=0, help="model: prompts generated for at once.")
+    generation_batch_size: int = option(8, gt=0, help="model: sequences decoded at once.")
     dense: Literal["none", "prefix", "attention"] = option(
         "none",
         help="Dense per-token rewards: prefix (reward model scored on every prefix, r_j = score change) or "
@@ -293,7 +293,7 @@ class EvalConfig:
     top_p: float = option(1.0, gt=0, le=1, help="Nucleus sampling threshold.")
     max_new_tokens: int = option(512, gt=0, le=MAX_SEQUENCE, help="Maximum tokens generated per completion.")
     batch_size: int = option(
-        16, gt=0, help="Sequences generated at once (prompts times samples; one prompt's n samples at the least)."
+        16, gt=0, help="Sequences decoded at once; an ended one's slot goes to the next (samples don't depend on it)."
     )
     timeout_s: float = option(10.0, gt=0, le=MAX_TIMEOUT_S, help="Wall-clock limit per sandboxed test run, in seconds.")
     speculative: bool = option(

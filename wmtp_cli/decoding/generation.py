@@ -1,41 +1,23 @@
-"""Sampling completions from a causal LM in batches (model samples for rewards and for evaluation)."""
+"""Completions of a causal LM for many prompts: sampled or greedy with continuous batching, or self-speculative.
+
+:func:`sample_completions` decodes an MTP model's rows with :class:`~wmtp_cli.decoding.continuous.ContinuousBatcher`:
+every row stops on its own (EOS, the token budget, a stop sequence found while it is generated), leaves
+the batch, and a waiting row takes its slot. Each sample draws from its own seed (the run's seed, the
+problem and the sample index; :func:`~wmtp_cli.decoding.sampling.sample_seed`), so a sample is the same
+whatever the batch size, whichever rows it ran beside, and whether the run was resumed. Another causal LM
+(no MTP heads) is sampled with ``generate()``, one prompt's n samples at a time, seeded per problem.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the first occurrence of any stop sequence (the stop itself excluded)."""
-    cut = len(text)
-    for sequence in stop:
-        index = text.find(sequence)
-        if index != -1:
-            cut = min(cut, index)
-    return text[:cut]
-
-
-def continuations(tokenizer, prompt_ids, prompt_mask, generated, n: int) -> list[str]:
-    """The text each generated row adds after its prompt.
-
-    Decoding the new tokens alone would be wrong for SentencePiece tokenizers, which drop the
-    leading space of the first piece they decode (an indented first line would lose a space), so
-    each row is decoded whole and the decoded prompt is cut off its front.
-    """
-    width = prompt_ids.shape[1]
-    texts = []
-    for row in range(generated.shape[0]):
-        own_prompt = prompt_ids[row // n][prompt_mask[row // n].bool()]
-        prompt_text = tokenizer.decode(own_prompt, skip_special_tokens=True)
-        full = tokenizer.decode(torch.cat([own_prompt, generated[row, width:]]), skip_special_tokens=True)
-        if full.startswith(prompt_text):
-            texts.append(full[len(prompt_text) :])
-        else:  # decoding changed the prompt's own text (rare byte-level merges): fall back
-            texts.append(tokenizer.decode(generated[row, width:], skip_special_tokens=True))
-    return texts
+from wmtp_cli.decoding.continuous import BatchingStats, ContinuousBatcher, Row
+from wmtp_cli.decoding.sampling import choose_tokens, sample_seed, sample_uniforms
+from wmtp_cli.decoding.stopping import StopStrings, continuation, eos_ids, truncate_at_stop
 
 
 @torch.no_grad()
@@ -51,63 +33,107 @@ def sample_completions(
     stop: Sequence[str] = (),
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-    skip: int = 0,
-    on_batch: Callable[[int, list[list[str]]], None] | None = None,
+    skip: Collection[int] = (),
+    on_problem: Callable[[int, list[str]], None] | None = None,
+    problem_keys: Sequence[str] | None = None,
+    stats: BatchingStats | None = None,
 ) -> list[list[str]]:
     """``n`` completions for each prompt, as text after the prompt (cut at the first stop sequence).
 
-    Prompts are left-padded and generated for ``batch_size`` at a time (:func:`prompts_per_batch`
-    prompts), each repeated ``n`` times in the batch. ``temperature == 0`` means greedy decoding (then
-    the ``n`` samples are identical). Sampling is seeded per batch from ``seed`` and the index of the
-    batch's first prompt, so a rerun gives the same completions.
+    ``batch_size`` sequences are decoded at once. ``temperature == 0`` means greedy decoding (one row per
+    prompt, its text repeated ``n`` times). Sample ``j`` of prompt ``i`` draws from
+    ``sample_seed(seed, problem_keys[i], j)`` (the prompt's index without keys), and nothing else.
 
-    Resuming: ``skip`` (a multiple of :func:`prompts_per_batch`) leaves out the first prompts, whose
-    completions an interrupted run already has; the rest are batched and seeded exactly as in a run
-    that did not skip, so they are the same. Only their completions are returned. ``on_batch(first,
-    completions)`` receives each batch's completions as soon as they exist (``first``: the index of its
-    first prompt); ``progress(done, total)`` counts the skipped prompts as done.
+    Resuming: prompts whose indices are in ``skip`` are left out (an interrupted run has them); only the
+    others' completions are returned, in prompt order. ``on_problem(index, completions)`` receives each
+    prompt's completions as soon as its last sample ends (prompts end out of order); ``progress(done,
+    total)`` counts prompts, the skipped ones as done. ``stats`` (a :class:`BatchingStats`) is added to.
     """
-    per_batch = prompts_per_batch(n, batch_size)
-    if skip % per_batch:
-        raise ValueError(f"skip={skip} is not a multiple of the {per_batch} prompts per batch")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    device = next(model.parameters()).device
-    results: list[list[str]] = []
-    try:
-        for start in range(skip, len(prompts), per_batch):
-            chunk = list(prompts[start : start + per_batch])
-            batch = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
-            torch.manual_seed(seed + start)
-            sampling = temperature > 0
-            generated = model.generate(
-                **batch,
-                do_sample=sampling,
-                temperature=temperature if sampling else None,
-                top_p=top_p if sampling else None,
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=n if sampling else 1,  # greedy gives one answer; it is repeated below
-                pad_token_id=tokenizer.pad_token_id,
-            )  # (len(chunk) * n, prompt_len + new), or (len(chunk), ...) when greedy
-            if not sampling:
-                generated = generated.repeat_interleave(n, dim=0)
-            texts = continuations(tokenizer, batch["input_ids"], batch["attention_mask"], generated, n)
-            completions = [[truncate_at_stop(t, stop) for t in texts[i * n : (i + 1) * n]] for i in range(len(chunk))]
-            results.extend(completions)
-            if on_batch is not None:
-                on_batch(start, completions)
+    todo = [i for i in range(len(prompts)) if i not in set(skip)]
+    keys = list(problem_keys) if problem_keys is not None else list(range(len(prompts)))
+    ids = {i: tokenizer(prompts[i], add_special_tokens=True)["input_ids"] for i in todo}
+    texts = {i: tokenizer.decode(ids[i], skip_special_tokens=True) for i in todo}
+    rows_per_prompt = 1 if temperature == 0 else n
+    done: dict[int, list[str | None]] = {i: [None] * rows_per_prompt for i in todo}
+    stopper = StopStrings(tokenizer, stop)
+    finished = len(prompts) - len(todo)
+
+    def completion(prompt: int, new: list[int]) -> str:
+        return truncate_at_stop(continuation(tokenizer, ids[prompt], new, texts[prompt]), stop)
+
+    def end_row(prompt: int, sample: int, new: list[int]) -> None:
+        nonlocal finished
+        own = done[prompt]
+        own[sample] = completion(prompt, new)
+        if all(text is not None for text in own):
+            completions = own * n if temperature == 0 else list(own)
+            done[prompt] = completions
+            finished += 1
+            if on_problem is not None:
+                on_problem(prompt, completions)
             if progress is not None:
-                progress(skip + len(results), len(prompts))
-    finally:
-        tokenizer.padding_side = padding_side
-    return results
+                progress(finished, len(prompts))
+
+    if hasattr(model, "head_logits"):
+        _continuous(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens,
+                    batch_size, stopper, texts, seed, end_row, stats)  # fmt: skip
+    else:
+        _per_prompt(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens, stop,
+                    seed, end_row)  # fmt: skip
+    return [done[i] for i in todo]
 
 
-def prompts_per_batch(n: int, batch_size: int) -> int:
-    """Prompts in one batch of :func:`sample_completions`: ``batch_size`` sequences of ``n`` samples each, at
-    least one prompt."""
-    return max(1, batch_size // n)
+def _continuous(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens, batch_size,
+                stopper, texts, seed, end_row, stats) -> None:  # fmt: skip
+    """Every row of ``todo``'s prompts through one :class:`ContinuousBatcher` (an MTP model)."""
+    eos = eos_ids(model, tokenizer)
+    order = list(todo)
+    prompt_ids = [ids[i] for i in order]  # the batcher's prompt index is the position in ``order``
+    rows = []
+    for position, i in enumerate(order):
+        for j in range(rows_per_prompt):
+            uniforms = sample_uniforms(sample_seed(seed, keys[i], j), max_new_tokens) if temperature > 0 else None
+            rows.append(Row(prompt=position, sample=j, uniforms=uniforms))
+
+    def choose(logits: torch.Tensor, batch: list[Row]) -> torch.Tensor:
+        if temperature == 0:
+            return logits.argmax(-1)
+        uniforms = torch.tensor([row.uniforms[len(row.tokens)] for row in batch], dtype=torch.float64)
+        return choose_tokens(logits, temperature, top_p, uniforms.to(logits.device))
+
+    def ends(row: Row) -> bool:
+        if row.tokens[-1] in eos:
+            return True
+        i = order[row.prompt]
+        return bool(stopper) and stopper(ids[i], texts[i], row.tokens)
+
+    batcher = ContinuousBatcher(
+        model, prompt_ids, batch_size, max_new_tokens, choose, ends,
+        on_row=lambda row: end_row(order[row.prompt], row.sample, row.tokens),
+    )  # fmt: skip
+    run = batcher.run(rows)
+    if stats is not None:
+        for name in ("prefills", "forwards", "row_steps", "finished_row_steps", "new_tokens", "seconds"):
+            setattr(stats, name, getattr(stats, name) + getattr(run, name))
+
+
+def _per_prompt(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens, stop, seed,
+                end_row) -> None:  # fmt: skip
+    """A causal LM without MTP heads: ``generate()`` on one prompt's rows at a time, seeded by its problem."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = temperature > 0
+    for i in todo:
+        torch.manual_seed(sample_seed(seed, keys[i], 0))
+        generated = model.generate(
+            torch.tensor([ids[i]], device=device), attention_mask=torch.ones(1, len(ids[i]), device=device,
+            dtype=torch.long), do_sample=sampling, temperature=temperature if sampling else None,
+            top_p=top_p if sampling else None, max_new_tokens=max_new_tokens, num_return_sequences=rows_per_prompt,
+            pad_token_id=pad, stop_strings=list(stop) or None, tokenizer=tokenizer if stop else None,
+        )  # (rows_per_prompt, T + new)  # fmt: skip
+        for j in range(rows_per_prompt):
+            new = generated[j, len(ids[i]) :].tolist()
+            end_row(i, j, new)
 
 
 @dataclass
@@ -152,41 +178,43 @@ def speculative_completions(
     max_new_tokens: int = 512,
     stop: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
-    skip: int = 0,
+    skip: Collection[int] = (),
     on_prompt: Callable[[int, str, SpeculativeStats], None] | None = None,
 ) -> tuple[list[str], SpeculativeStats]:
     """Greedy completions by self-speculative decoding, one prompt at a time, and their statistics.
 
     The text equals what greedy :func:`sample_completions` gives (the decoding is token-for-token
-    greedy); generation stops at EOS, at ``max_new_tokens`` or once a stop sequence appears. ``skip``
-    leaves out the first prompts (an interrupted run has them; each prompt is decoded on its own, so the
-    rest do not change); ``on_prompt(index, text, stats)`` receives each prompt's completion and its own
-    statistics as soon as they exist.
+    greedy); generation stops at EOS, at ``max_new_tokens`` or at the token that completes a stop
+    sequence. Prompts whose indices are in ``skip`` are left out (an interrupted run has them; each
+    prompt is decoded on its own, so the rest do not change); ``on_prompt(index, text, stats)`` receives
+    each prompt's completion and its own statistics as soon as they exist.
     """
     from wmtp_cli.decoding import speculative_generate
 
     device = next(model.parameters()).device
     stats = SpeculativeStats()
+    stopper = StopStrings(tokenizer, stop)
+    eos = eos_ids(model, tokenizer)
+    todo = [i for i in range(len(prompts)) if i not in set(skip)]
     texts = []
-    for done, prompt in enumerate(prompts[skip:], skip + 1):
-        prompt_ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)  # (1, T)
-        prompt_text = tokenizer.decode(prompt_ids[0], skip_special_tokens=True)
+    for done, index in enumerate(todo, len(prompts) - len(todo) + 1):
+        prompt_ids = tokenizer(prompts[index], add_special_tokens=True)["input_ids"]
+        prompt_text = tokenizer.decode(prompt_ids, skip_special_tokens=True)
 
         def stopped(new_ids: list[int], prompt_ids=prompt_ids, prompt_text=prompt_text) -> bool:
-            full = tokenizer.decode(prompt_ids[0].tolist() + new_ids, skip_special_tokens=True)
-            return any(s in full[len(prompt_text) :] for s in stop)
+            return stopper(prompt_ids, prompt_text, new_ids)
 
         out = speculative_generate(
-            model, prompt_ids, max_new_tokens, eos_token_id=tokenizer.eos_token_id, stop_check=stopped if stop else None
-        )
+            model, torch.tensor([prompt_ids], device=device), max_new_tokens, eos_token_id=eos,
+            stop_check=stopped if stopper else None,
+        )  # fmt: skip
         stats.add(out)
-        mask = torch.ones_like(prompt_ids)
-        (text,) = continuations(tokenizer, prompt_ids, mask, out.sequences, 1)
-        texts.append(truncate_at_stop(text, stop))
+        new = out.sequences[0, len(prompt_ids) :].tolist()
+        texts.append(truncate_at_stop(continuation(tokenizer, prompt_ids, new, prompt_text), stop))
         if on_prompt is not None:
             own = SpeculativeStats()
             own.add(out)
-            on_prompt(done - 1, texts[-1], own)
+            on_prompt(index, texts[-1], own)
         if progress is not None:
             progress(done, len(prompts))
     return texts, stats

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,17 +117,20 @@ def evaluate(
     settings: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     run_repeats_once: bool = False,
+    started: Mapping[tuple[str, str], Future] | None = None,
 ) -> EvalReport:
     """Run every sample of every problem in ``samples`` and estimate pass@k (see the module docstring).
 
     ``run_repeats_once``: a completion repeated within a problem runs once and its result counts for
     every copy (a sampled model often repeats itself; programs here are deterministic up to timeouts).
-    Off for a samples file, which is evaluated exactly as given.
+    Off for a samples file, which is evaluated exactly as given. ``started``: with ``run_repeats_once``,
+    the jobs already started (``executor.submit(job_for(problem, completion))``) by (task_id, completion).
     """
     began = time.perf_counter()
     evaluated = _problems_to_evaluate(problems, samples, ks)
-    jobs, job_of = _plan_jobs(evaluated, samples, run_repeats_once)
-    results = executor.run(jobs, progress=progress)
+    jobs, job_of, keys = _plan_jobs(evaluated, samples, run_repeats_once)
+    early = [started.get(key) for key in keys] if started and run_repeats_once else None
+    results = executor.run(jobs, progress=progress, started=early)
     problem_results = _problem_results(evaluated, samples, [results[job] for job in job_of], ks)
     means = mean_pass_at_k([(r.n, r.c) for r in problem_results], ks)
     return EvalReport(
@@ -153,20 +157,22 @@ def _problems_to_evaluate(
 
 def _plan_jobs(
     evaluated: Sequence[ProblemRecord], samples: dict[str, list[str]], run_repeats_once: bool
-) -> tuple[list, list[int]]:
-    """(the sandbox jobs to run, the job of each sample in problem order); see ``evaluate``'s ``run_repeats_once``."""
+) -> tuple[list, list[int], list]:
+    """(the sandbox jobs to run, the job of each sample in problem order, each job's key); see ``evaluate``'s
+    ``run_repeats_once``."""
     from wmtp_cli.execution import job_for
 
     job_of: list[int] = []
-    jobs, first_job = [], {}
+    jobs, keys, first_job = [], [], {}
     for problem in evaluated:
         for completion in samples[problem["task_id"]]:
             key = (problem["task_id"], completion) if run_repeats_once else len(job_of)
             if key not in first_job:
                 first_job[key] = len(jobs)
                 jobs.append(job_for(problem, completion))
+                keys.append(key)
             job_of.append(first_job[key])
-    return jobs, job_of
+    return jobs, job_of, keys
 
 
 def _problem_results(

@@ -73,7 +73,8 @@ class EvalRequest:
             raise UsageError("section.key=value overrides need a recipe; without one, use the flags")
         _check_flags(flags)
         if flags.get("model"):
-            model = ModelConfig(path=flags["model"], dtype=model.dtype if model else "bf16")
+            # without a recipe, the folder's own dtype (what it was saved in)
+            model = ModelConfig(path=flags["model"], dtype=model.dtype if model else "auto")
         samples = flags.get("samples")
         benchmarks = list(flags.get("benchmarks") or settings.benchmarks)
         subsets = {b: flags.get("subset") or recipe_subset.get(b) for b in benchmarks}
@@ -154,15 +155,15 @@ class EvalRequest:
 
     def generation_settings(self, benchmark: str) -> dict:
         """What a model's completions depend on: an interrupted run's samples are taken only if these are equal.
-        The batch size is one of them (sampling is seeded per batch); a model folder is also known by its
-        files' sizes and times, so a model trained again in place is another model."""
+        Not the batch size (each sample has its own seed); a model folder is also known by its files' sizes
+        and times, so a model trained again in place is another model."""
         model = self.model
         return {
             "benchmark": benchmark, "data": self.data, "split": self.split, "subset": self.subsets.get(benchmark),
             "limit": self.limit, "model": model.path, "dtype": model.dtype, "n_future": model.n_future,
             "model_files": _model_files(model.path), "n": self.n, "temperature": self.temperature,
             "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed,
-            "speculative": self.speculative, "batch_size": None if self.speculative else self.batch_size,
+            "speculative": self.speculative,
         }  # fmt: skip
 
 
@@ -189,7 +190,6 @@ def _check_flags(flags: dict) -> None:
 
 def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=None) -> list[tuple[EvalReport, Path]]:
     """Evaluate each requested benchmark; returns each report with the path of its summary."""
-    from wmtp_cli.evaluation.benchmarks import load_benchmark
     from wmtp_cli.execution import Executor, require_code_execution
 
     require_code_execution(allow_code_execution, recipe_key=None)  # eval's consent is the flag alone
@@ -200,33 +200,50 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
         from wmtp_cli.model.loading import check_model_source
 
         check_model_source(request.model.path, "--model" if request.model_from_flag else "model.path")
-    out = []
-    for benchmark in request.benchmarks:
-        problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subsets.get(benchmark))
-        log = None
-        if rows is not None:
-            samples, decoding = group_samples(rows, problems), None
-        else:
-            log = SamplesLog.open(
-                samples_log_path(request.outputs(benchmark)[0]), request.generation_settings(benchmark),
-                [p["task_id"] for p in problems], unit=_batch_unit(request),
-            )  # fmt: skip
-            samples, decoding = _generate(request, benchmark, problems, policy, progress, log)
-        callback = (lambda done, total, name=benchmark: progress(f"{name} tests", done, total)) if progress else None
-        settings = {**request.settings(benchmark), "isolation": executor.isolation_description}
-        report = evaluate(
-            benchmark, problems, samples, executor, request.k, settings, callback,
-            run_repeats_once=request.samples is None,
+    with executor:
+        return [_run_benchmark(request, name, rows, executor, policy, progress) for name in request.benchmarks]
+
+
+def _run_benchmark(request: EvalRequest, benchmark: str, rows, executor, policy: _Policy, progress):
+    """One benchmark's report, written; with a model on an accelerator, each problem's tests start as soon as its
+    samples exist."""
+    from wmtp_cli.evaluation.benchmarks import load_benchmark
+    from wmtp_cli.execution import job_for
+
+    problems = load_benchmark(benchmark, request.data, request.split, request.limit, request.subsets.get(benchmark))
+    log, started = None, {}
+    if rows is not None:
+        samples, decoding = group_samples(rows, problems), None
+    else:
+        by_id = {p["task_id"]: p for p in problems}
+
+        def start_tests(task_id: str, completions: list[str]) -> None:
+            # Only beside a model on an accelerator: on the CPU, programs and model share the cores, and measured
+            # on 2 cores the two slowed each other down more than running them one after the other.
+            if next(policy.model.parameters()).device.type == "cpu":
+                return
+            for completion in dict.fromkeys(completions):  # a repeated completion runs once (run_repeats_once)
+                started[(task_id, completion)] = executor.submit(job_for(by_id[task_id], completion))
+
+        log = SamplesLog.open(
+            samples_log_path(request.outputs(benchmark)[0]), request.generation_settings(benchmark),
+            [p["task_id"] for p in problems],
         )  # fmt: skip
-        report.decoding = decoding
-        if request.head_metrics:
-            report.head_metrics = _head_metrics(policy.model, policy.tokenizer, problems, progress)
-        output, _ = request.outputs(benchmark)
-        write_report(report, output)
-        if log is not None:
-            log.remove()  # the per-problem results hold every completion now
-        out.append((report, output))
-    return out
+        samples, decoding = _generate(request, benchmark, problems, policy, progress, log, start_tests)
+    callback = (lambda done, total: progress(f"{benchmark} tests", done, total)) if progress else None
+    settings = {**request.settings(benchmark), "isolation": executor.isolation_description}
+    report = evaluate(
+        benchmark, problems, samples, executor, request.k, settings, callback,
+        run_repeats_once=request.samples is None, started=started,
+    )  # fmt: skip
+    report.decoding = decoding
+    if request.head_metrics:
+        report.head_metrics = _head_metrics(policy.model, policy.tokenizer, problems, progress)
+    output, _ = request.outputs(benchmark)
+    write_report(report, output)
+    if log is not None:
+        log.remove()  # the per-problem results hold every completion now
+    return report, output
 
 
 class _Policy:
@@ -258,19 +275,15 @@ class _Policy:
         return self.load().tokenizer
 
 
-def _batch_unit(request: EvalRequest) -> int:
-    """Problems generated together: an interrupted run is resumed at a batch boundary, so every batch is
-    the one an uninterrupted run generates (same prompts, same seed)."""
-    from wmtp_cli.decoding.generation import prompts_per_batch
-
-    return 1 if request.speculative else prompts_per_batch(request.n, request.batch_size)
-
-
-def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, progress, log: SamplesLog):
+def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, progress, log: SamplesLog, on_samples):
     """The model's completions for each problem, by task id, and the decoding statistics (speculative only).
 
+    ``on_samples(task_id, completions)`` is called for each problem as soon as its completions exist (those of
+    an interrupted run first), so that its tests can run while the model generates the rest.
+
     Problems already in ``log`` (an interrupted run's) are taken from it; the rest are generated and
-    appended to it as each batch ends.
+    appended to it as each problem's last sample ends (each sample has its own seed, so a problem's
+    samples do not depend on which others were generated beside it).
     """
     from wmtp_cli.data.templates import stop_sequences
     from wmtp_cli.decoding.generation import SpeculativeStats, sample_completions, speculative_completions
@@ -288,21 +301,28 @@ def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, p
     def keep(new_rows: list[dict]) -> None:
         log.append(new_rows)
         rows.extend(new_rows)
+        for row in new_rows:
+            on_samples(row["task_id"], row["completions"])
+
+    for row in rows:
+        on_samples(row["task_id"], row["completions"])
 
     def keep_prompt(index: int, text: str, own: SpeculativeStats) -> None:
         keep([{"task_id": task_ids[index], "completions": [text], "decoding": asdict(own)}])
 
-    def keep_batch(first: int, batch: list[list[str]]) -> None:
-        keep([{"task_id": task_ids[first + i], "completions": completions} for i, completions in enumerate(batch)])
+    def keep_problem(index: int, completions: list[str]) -> None:
+        keep([{"task_id": task_ids[index], "completions": completions}])
 
     prompts, stop = [p["prompt"] for p in problems], stop_sequences(benchmark)
     stats = SpeculativeStats() if request.speculative else None
     if request.speculative:
         for row in rows:
             stats.add(SpeculativeStats(**row["decoding"]))
+    have = {row["task_id"] for row in rows}
+    skip = [i for i, task_id in enumerate(task_ids) if task_id in have]
     if len(rows) < len(problems) and request.speculative:
         _, new = speculative_completions(
-            policy.model, policy.tokenizer, prompts, request.max_new_tokens, stop, sampling, skip=len(rows),
+            policy.model, policy.tokenizer, prompts, request.max_new_tokens, stop, sampling, skip=skip,
             on_prompt=keep_prompt,
         )  # fmt: skip
         stats.add(new)
@@ -310,7 +330,7 @@ def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, p
         sample_completions(
             policy.model, policy.tokenizer, prompts, n=request.n, temperature=request.temperature,
             top_p=request.top_p, max_new_tokens=request.max_new_tokens, batch_size=request.batch_size, stop=stop,
-            seed=request.seed, progress=sampling, skip=len(rows), on_batch=keep_batch,
+            seed=request.seed, progress=sampling, skip=skip, on_problem=keep_problem, problem_keys=task_ids,
         )  # fmt: skip
     samples = {row["task_id"]: row["completions"] for row in rows}
     return samples, stats.as_dict() if stats is not None else None

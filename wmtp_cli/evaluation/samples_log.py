@@ -2,10 +2,10 @@
 
 ``<summary stem>.samples.jsonl`` beside the summary: a first line ``{"wmtp_eval_samples": 1,
 "settings": {...}}`` holding what the completions depend on (model, benchmark, decoding settings,
-seed, batch size), then one line per problem in the benchmark's order: ``{"task_id": ...,
+seed), then one line per problem in the order the problems were finished: ``{"task_id": ...,
 "completions": [...]}`` (plus ``"decoding"``, the problem's own statistics, for self-speculative
-decoding). Each batch's lines are appended with one write and flushed to disk, so a kill leaves at
-most one partial last line, which :meth:`SamplesLog.open` drops. A file written with other settings
+decoding). Each line is appended with one write and flushed to disk, so a kill leaves at most one
+partial last line, which :meth:`SamplesLog.open` drops. A file written with other settings
 is replaced, with a warning: its samples would not be this run's. The file is removed once the
 report is written (the per-problem results then hold every completion).
 """
@@ -41,16 +41,13 @@ class SamplesLog:
         self.rows = rows
 
     @classmethod
-    def open(cls, path: Path, settings: dict[str, Any], task_ids: Sequence[str], unit: int = 1) -> SamplesLog:
-        """The run's samples file at ``path``: what an earlier run with the same ``settings`` left there, as
-        whole groups of ``unit`` problems (the batches the run generates; a partial group is dropped and
-        generated again, seeded as before), or a new file when there is none or it was written otherwise.
+    def open(cls, path: Path, settings: dict[str, Any], task_ids: Sequence[str]) -> SamplesLog:
+        """The run's samples file at ``path``: what an earlier run with the same ``settings`` left there, or a
+        new file when there is none or it was written otherwise.
 
-        ``task_ids``: this run's problems, in order; the rows kept are their first ones.
+        ``task_ids``: this run's problems; rows of other problems, and a second row of one, are dropped.
         """
         rows = _read(path, settings, task_ids) if path.exists() else []
-        if len(rows) < len(task_ids):  # a run that had every problem has no partial group to drop
-            rows = rows[: len(rows) - len(rows) % unit]
         header = json.dumps({MARKER: 1, "settings": settings}) + "\n"
         atomic_write_text(path, header + "".join(json.dumps(r) + "\n" for r in rows))  # also drops a partial line
         return cls(path, rows)
@@ -86,18 +83,14 @@ def _read(path: Path, settings: dict[str, Any], task_ids: Sequence[str]) -> list
         )
         logger.warning("%s was written with other settings (%s): starting over", path, why)
         return []
-    rows = []
+    wanted, rows = set(task_ids), {}
     for line in lines[1:-1]:  # the last piece follows the last newline: empty, or a line cut by a kill
         row = _parse(line)
-        if (
-            not isinstance(row, dict)
-            or not isinstance(row.get("completions"), list)
-            or len(rows) >= len(task_ids)
-            or row.get("task_id") != task_ids[len(rows)]
-        ):
-            break  # a damaged line, or the problems changed from here on: generate the rest again
-        rows.append(row)
-    return rows
+        if not isinstance(row, dict) or not isinstance(row.get("completions"), list):
+            break  # a damaged line: generate the rest again
+        if row.get("task_id") in wanted:
+            rows.setdefault(row["task_id"], row)
+    return list(rows.values())
 
 
 def _parse(line: str):

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 from wmtp_cli.execution import verdicts
 from wmtp_cli.execution.isolation import describe_isolation, resolve_isolation, running_as_root
@@ -80,6 +80,7 @@ class Executor:
         self.time_limit_factor = float(time_limit_factor)
         self._slots: queue.Queue[Slot] = queue.Queue()
         self._all_slots: list[Slot] = []
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -98,6 +99,9 @@ class Executor:
         with self._lock:
             slots, self._all_slots = self._all_slots, []
             self._slots = queue.Queue()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         for slot in slots:
             slot.close()
 
@@ -114,25 +118,42 @@ class Executor:
             return self.timeout_s
         return job.timeout_s * self.time_limit_factor
 
-    def run(self, jobs: Sequence[Job], progress: Callable[[int, int], None] | None = None) -> list[ExecutionResult]:
-        """Results in job order; ``progress(done, total)`` after each job (on the calling thread)."""
-        jobs = list(jobs)
-        if not jobs:
-            return []
-        results: list[ExecutionResult | None] = [None] * len(jobs)
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)), thread_name_prefix="wmtp-exec") as pool:
-            futures = {pool.submit(self._run_job, job): index for index, job in enumerate(jobs)}
-            try:
-                for done, future in enumerate(as_completed(futures), 1):
-                    results[futures[future]] = future.result()
-                    if progress is not None:
-                        progress(done, len(jobs))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                self.close()
-                raise
+    def run(
+        self,
+        jobs: Sequence[Job],
+        progress: Callable[[int, int], None] | None = None,
+        started: Sequence[Future | None] | None = None,
+    ) -> list[ExecutionResult]:
+        """Results in job order; ``progress(done, total)`` after each job (on the calling thread).
+
+        ``started``: for each job, the future :meth:`submit` returned when it was started earlier, or None.
+        """
+        futures = [
+            (started[i] if started is not None and started[i] is not None else self.submit(job))
+            for i, job in enumerate(jobs)
+        ]
+        index = {future: i for i, future in enumerate(futures)}
+        results: list[ExecutionResult | None] = [None] * len(futures)
+        try:
+            for done, future in enumerate(as_completed(index), 1):
+                results[index[future]] = future.result()
+                if progress is not None:
+                    progress(done, len(futures))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            self.close()
+            raise
         return results  # type: ignore[return-value]
+
+    def submit(self, job: Job) -> Future:
+        """Start ``job`` now, on the executor's ``workers`` threads; its :class:`ExecutionResult` comes later
+        (:meth:`run` collects it given the future). For jobs that exist before all do: ``wmtp eval`` tests each
+        problem's samples while the model generates the next ones."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="wmtp-exec")
+            return self._pool.submit(self._run_job, job)
 
     # -----------------------------------------------------------------------------------------
 

@@ -109,6 +109,7 @@ def _sample(resources: ScoringResources, problems: list[ProblemRecord], seed: in
             n=reward.n_samples, temperature=reward.temperature, top_p=reward.top_p,
             max_new_tokens=reward.max_new_tokens, batch_size=reward.generation_batch_size,
             stop=stop_sequences(source), seed=seed, progress=_labelled(progress, "sampling"),
+            problem_keys=[problems[i]["task_id"] for i in indices],
         )  # fmt: skip
         for i, completions in zip(indices, texts, strict=True):
             out[i] = completions
