@@ -25,6 +25,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -54,6 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs over all prompts; medians reported")
     parser.add_argument("--quiet", action="store_true", help="no per-prompt lines")
     parser.add_argument("--json", type=Path, help="write the settings, per-prompt records and summary here")
+    parser.add_argument(
+        "--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+        help="also decode with torch.compile over a static cache (default backend inductor): four decoders side by "
+        "side, compiled after the warm-up",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -214,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     def run_spec(ids: torch.Tensor, max_new: int) -> SpeculativeOutput:
         return speculative_generate(model, ids, max_new, eos_token_id=eos, n_draft=n_draft)
 
+    if args.compile:
+        return compare_compiled(args, model, encoded, eos, n_draft)
+
     params = sum(p.numel() for p in model.parameters())
     print(
         f"model {args.model_dir} ({params / 1e6:.1f}M parameters, n_future_tokens={n_future}, n_draft={n_draft}) "
@@ -276,6 +285,56 @@ def main(argv: list[str] | None = None) -> int:
         print("speculative output differs from plain greedy decoding", file=sys.stderr)
         return 1
     return 0
+
+
+def compare_compiled(args, model, encoded: list[torch.Tensor], eos, n_draft: int) -> int:
+    """Plain greedy and speculative decoding, each eager and compiled, on the same prompts: every run decodes every
+    prompt with the four, in an order rotated from prompt to prompt. The warm-up decodes every prompt once with
+    the compiled ones, so that compilation (one graph per cache capacity and block length) is outside the runs.
+    Exits with status 1 if any output differs from eager plain greedy decoding."""
+    decoders = {
+        "greedy": lambda ids: greedy_generate(model, ids, args.max_new_tokens, eos_token_id=eos),
+        "speculative": lambda ids: speculative_generate(model, ids, args.max_new_tokens, eos_token_id=eos,
+                                                        n_draft=n_draft),
+        "greedy --compile": lambda ids: greedy_generate(model, ids, args.max_new_tokens, eos_token_id=eos,
+                                                        compile=args.compile),
+        "speculative --compile": lambda ids: speculative_generate(model, ids, args.max_new_tokens, eos_token_id=eos,
+                                                                  n_draft=n_draft, compile=args.compile),
+    }  # fmt: skip
+    names = list(decoders)
+    print(f"{len(encoded)} prompts, max_new_tokens={args.max_new_tokens}, compile backend {args.compile}")
+    started = time.perf_counter()
+    for ids in encoded:  # warm-up, and compilation
+        for name in names:
+            decoders[name](ids)
+    print(f"warm-up and compilation: {time.perf_counter() - started:.1f} s")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    differing = set()
+    for run in range(args.runs):
+        tokens, seconds = dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
+        forwards, decoding_tokens = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+        for i, ids in enumerate(encoded):
+            order = names[i % 4 :] + names[: i % 4]
+            outputs = {name: decoders[name](ids) for name in order}
+            for name, out in outputs.items():
+                tokens[name] += out.new_tokens
+                seconds[name] += out.seconds
+                forwards[name] += out.decoding_forwards
+                decoding_tokens[name] += out.new_tokens - 1
+                if not torch.equal(out.sequences, outputs["greedy"].sequences):
+                    differing.add((name, i))
+        for name in names:
+            rates[name].append(ratio(tokens[name], seconds[name]))
+        print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{n} {rates[n][-1]:.1f} tok/s" for n in names))
+    print(f"{'':24s} {'tokens/s (median)':>18s} {'tokens/forward':>15s} {'vs plain greedy':>16s}")
+    for name in names:
+        rate = statistics.median(rates[name])
+        per_forward = ratio(decoding_tokens[name], forwards[name])
+        speedups = [ratio(r, g) for r, g in zip(rates[name], rates["greedy"], strict=True)]
+        print(f"{name:24s} {rate:18.1f} {per_forward:15.3f} {statistics.median(speedups):15.2f}x")
+    same = len(encoded) * len(names) - len(differing)
+    print(f"identical to plain greedy: {same}/{len(encoded) * len(names)} (prompt, decoder) pairs in every run")
+    return 1 if differing else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,27 @@ def test_speculative_generation_gives_the_greedy_completions(wmtp, model_dir, tm
     assert "tokens per forward" in fast.stdout
 
 
+def test_compiled_eval_gives_the_greedy_completions(wmtp, model_dir, tmp_path, monkeypatch):
+    from wmtp_cli.decoding import compiled
+
+    class TracedSteps(compiled.CompiledSteps):  # the same graphs as inductor's, without generating kernels
+        def __init__(self, model, capacity, all_heads, backend="inductor"):
+            super().__init__(model, capacity, all_heads, backend="aot_eager")
+
+    monkeypatch.setattr(compiled, "CompiledSteps", TracedSteps)
+    common = ("eval", "--model", str(model_dir), "--benchmark", "humaneval", "--limit", "2", "--max-new-tokens", "16",
+              "--allow-code-execution")  # fmt: skip
+    assert wmtp(*common, "--output", str(tmp_path / "plain.json")).returncode == 0
+    for extra, name in [(("--compile",), "compiled"), (("--compile", "--speculative"), "both")]:
+        result = wmtp(*common, *extra, "--output", str(tmp_path / f"{name}.json"))
+        assert result.returncode == 0, result.stderr
+        assert completions(tmp_path / "plain.problems.jsonl") == completions(tmp_path / f"{name}.problems.jsonl")
+        summary = json.loads((tmp_path / f"{name}.json").read_text())
+        assert summary["settings"]["compile"] is True and summary["decoding"]["new_tokens"] > 0
+    refused = wmtp(*common, "--compile", "--temperature", "0.8", "--n", "2", "--output", str(tmp_path / "x.json"))
+    assert refused.returncode == 2 and "--compile is greedy" in refused.stderr
+
+
 def test_head_metrics_match_a_plain_computation(model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -14,7 +14,6 @@ from transformers import DynamicCache
 
 import wmtp_cli  # noqa: F401  (registers the auto classes)
 from wmtp_cli.decoding import greedy_generate, speculative_generate
-from wmtp_cli.decoding.speculative import _crop
 from wmtp_cli.model import MTPConfig, MTPForCausalLM
 
 V = 97
@@ -290,16 +289,6 @@ def test_rejects_bad_arguments():
         greedy_generate(model, prompt(3, 0), 0)
 
 
-def test_crop_removes_from_every_layer():
-    cache = DynamicCache()
-    for layer in range(3):
-        cache.update(torch.zeros(1, 2, 7, 4), torch.zeros(1, 2, 7, 4), layer)
-    _crop(cache, 7)  # nothing to remove must leave it whole
-    assert [layer.get_seq_length() for layer in cache.layers] == [7, 7, 7]
-    _crop(cache, 4)
-    assert [layer.get_seq_length() for layer in cache.layers] == [4, 4, 4]
-
-
 def test_bench_script_runs_on_a_tiny_model(tmp_path, capsys):
     from tiny_models import make_tiny_mtp_model
 
@@ -460,7 +449,7 @@ def test_block_cache_holds_what_a_dynamic_cache_holds():
             b = model(piece, cache=dynamic, use_cache=True, return_all_heads=True).logits
             assert_close(a, b, atol=1e-5, rtol=1e-5)
         block.crop(8)
-        _crop(dynamic, 8)
+        dynamic.crop(-2)  # transformers' crop: a negative count removes that many positions
         assert block.lengths == [8] * model.config.num_hidden_layers
         assert_same_cache(block.to_dynamic(), dynamic, layers=model.config.num_hidden_layers)
         with pytest.raises(ValueError, match="12 positions"):
@@ -472,3 +461,33 @@ def test_block_cache_holds_what_a_dynamic_cache_holds():
         assert len(head1.to_dynamic().layers) == model.config.n_trunk_layers + 1
         with pytest.raises(ValueError, match="head-1-only"):
             model(ids[:, 4:6], cache=head1, use_cache=True, return_all_heads=True)
+
+
+# Compiled decoding over a static cache (wmtp_cli.decoding.compiled). The "aot_eager" backend traces the same
+# graphs as inductor without generating C++ kernels (seconds, not a minute); scripts/bench_speculative.py
+# --compile checks inductor's tokens on the demo's model.
+
+
+@pytest.mark.parametrize("eos", [None, 5])
+def test_compiled_greedy_and_speculative_decoding_give_greedy_tokens(eos):
+    model = tiny_model(4, seed=3)
+    for seed, length, budget in [(1, 5, 30), (2, 9, 17), (3, 3, 1)]:  # prompts of two capacities share graphs
+        ids = prompt(length, seed)
+        expected = reference(model, ids, budget, eos=eos)
+        plain = greedy_generate(model, ids, budget, eos_token_id=eos, compile="aot_eager")
+        spec = speculative_generate(model, ids, budget, eos_token_id=eos, compile="aot_eager")
+        assert torch.equal(plain.sequences, expected) and torch.equal(spec.sequences, expected)
+        assert plain.forwards == expected.shape[1] - length  # one forward per token
+        assert spec.forwards <= plain.forwards
+        assert_cache_invariant(model, plain, all_heads=False)
+        assert_cache_invariant(model, spec)
+
+
+def test_compiled_steps_reuse_their_graphs_across_calls():
+    from torch._dynamo.utils import counters
+
+    model = tiny_model(2, seed=4)
+    counters.clear()
+    for seed in range(4):  # different prompts, lengths and tokens: the same capacity and block lengths
+        greedy_generate(model, prompt(4 + seed, seed), 6, compile="aot_eager")
+    assert counters["stats"]["unique_graphs"] == 1

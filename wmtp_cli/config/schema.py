@@ -302,11 +302,16 @@ class EvalConfig:
     head_metrics: bool = option(
         False, help="Also report each head's cross-entropy and top-1 accuracy on the benchmark's reference solutions."
     )
+    compile: bool = option(
+        False, help="Greedy decoding one prompt at a time with torch.compile over a static KV cache; greedy only."
+    )
 
     def cross_check(self) -> list[tuple[str, str]]:
         """Problems that involve more than one key, as (key, message)."""
         if self.speculative and self.temperature > 0:
             return [("speculative", "self-speculative decoding is greedy: set eval.temperature=0")]
+        if self.compile and self.temperature > 0:
+            return [("compile", "compiled decoding is greedy: set eval.temperature=0")]
         too_big = [k for k in self.k if k > self.n_samples]
         if too_big:
             k = max(too_big)

@@ -180,6 +180,8 @@ def speculative_completions(
     progress: Callable[[int, int], None] | None = None,
     skip: Collection[int] = (),
     on_prompt: Callable[[int, str, SpeculativeStats], None] | None = None,
+    n_draft: int | None = None,
+    compile: bool | str = False,
 ) -> tuple[list[str], SpeculativeStats]:
     """Greedy completions by self-speculative decoding, one prompt at a time, and their statistics.
 
@@ -187,7 +189,8 @@ def speculative_completions(
     greedy); generation stops at EOS, at ``max_new_tokens`` or at the token that completes a stop
     sequence. Prompts whose indices are in ``skip`` are left out (an interrupted run has them; each
     prompt is decoded on its own, so the rest do not change); ``on_prompt(index, text, stats)`` receives
-    each prompt's completion and its own statistics as soon as they exist.
+    each prompt's completion and its own statistics as soon as they exist. ``n_draft`` and ``compile`` are
+    :func:`~wmtp_cli.decoding.speculative_generate`'s (``n_draft=0``: plain greedy decoding).
     """
     from wmtp_cli.decoding import speculative_generate
 
@@ -206,7 +209,7 @@ def speculative_completions(
 
         out = speculative_generate(
             model, torch.tensor([prompt_ids], device=device), max_new_tokens, eos_token_id=eos,
-            stop_check=stopped if stopper else None,
+            stop_check=stopped if stopper else None, n_draft=n_draft, compile=compile,
         )  # fmt: skip
         stats.add(out)
         new = out.sequences[0, len(prompt_ids) :].tolist()

@@ -242,33 +242,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _forward(model, ids: torch.Tensor, cache: BlockCache, all_heads: bool, keep: int = 0) -> torch.Tensor:
-    """Logits (T, h, V) of one sequence: all n heads, or head 1 only (h = 1); the last ``keep`` positions if set.
+class _EagerSteps:
+    """Forwards of one sequence through ``model()`` over a :class:`BlockCache` (the compiled counterpart is
+    :class:`wmtp_cli.decoding.compiled.CompiledSteps`, driven the same way)."""
 
-    A prefill needs the last position's logits only (as ``generate()`` asks for): the unembedding of
-    every prompt position by every head would cost more than a decoding step.
-    """
-    if all_heads:
-        return model(ids, cache=cache, use_cache=True, return_all_heads=True, logits_to_keep=keep).logits[0]
-    return model(ids, cache=cache, use_cache=True, logits_to_keep=keep).logits[0][:, None]  # (T, 1, V)
+    def __init__(self, model, capacity: int, all_heads: bool):
+        config = model.config
+        self.model = model
+        self.all_heads = all_heads
+        self.cache = BlockCache(config.num_hidden_layers, config.n_trunk_layers, capacity)
+
+    def forward(self, ids: torch.Tensor, keep: int = 0) -> torch.Tensor:
+        """Logits (T, h, V) of ``ids`` (1, T) after the cached positions: all n heads, or head 1 only (h = 1);
+        the last ``keep`` positions if set.
+
+        A prefill needs the last position's logits only (as ``generate()`` asks for): the unembedding of
+        every prompt position by every head would cost more than a decoding step.
+        """
+        model, cache = self.model, self.cache
+        if self.all_heads:
+            return model(ids, cache=cache, use_cache=True, return_all_heads=True, logits_to_keep=keep).logits[0]
+        return model(ids, cache=cache, use_cache=True, logits_to_keep=keep).logits[0][:, None]  # (T, 1, V)
+
+    def crop(self, length: int) -> None:
+        self.cache.crop(length)
+
+    def to_dynamic(self) -> DynamicCache:
+        return self.cache.to_dynamic()
 
 
-def _crop(cache: DynamicCache | BlockCache, length: int) -> None:
-    """Keep the first ``length`` positions of every cache layer (trunk and heads)."""
-    if isinstance(cache, BlockCache):
-        cache.crop(length)
-        return
-    excess = cache.get_seq_length() - length
-    if excess > 0:
-        # A negative argument means "remove this many" in transformers 4.x and 5.x alike; 5.x refuses a
-        # positive one, and crop(0) would empty the cache in 4.x, hence the guard.
-        cache.crop(-excess)
-
-
-def _output(input_ids, collector, forwards, start, cache, proposed, accepted) -> SpeculativeOutput:
+def _output(input_ids, collector, forwards, start, steps, proposed, accepted) -> SpeculativeOutput:
     new = torch.tensor([collector.tokens], dtype=input_ids.dtype, device=input_ids.device)  # (1, new)
     # Positions computed for tokens after a stop (an accepted draft past EOS) are dropped too.
-    _crop(cache, input_ids.shape[1] + len(collector.tokens) - 1)
+    steps.crop(input_ids.shape[1] + len(collector.tokens) - 1)
     sequences = torch.cat([input_ids, new], dim=1)
     _sync(input_ids.device)
     seconds = time.perf_counter() - start
@@ -279,14 +285,19 @@ def _output(input_ids, collector, forwards, start, cache, proposed, accepted) ->
         seconds=seconds,
         draft_proposed=proposed,
         draft_accepted=accepted,
-        cache=cache.to_dynamic() if isinstance(cache, BlockCache) else cache,  # outside the timing: a copy for callers
+        cache=steps.to_dynamic(),  # outside the timing: a copy for callers
     )
 
 
-def _new_cache(model, input_ids: torch.Tensor, max_new_tokens: int) -> BlockCache:
-    """A cache with room for the prompt and every new token (no forward writes past ``max_new_tokens``)."""
-    config = model.config
-    return BlockCache(config.num_hidden_layers, config.n_trunk_layers, input_ids.shape[1] + max_new_tokens)
+def _new_steps(model, input_ids: torch.Tensor, max_new_tokens: int, all_heads: bool, compile: bool):
+    """The forwards of one decoding call, with cache room for the prompt and every new token (no forward writes
+    past ``max_new_tokens``): eager, or compiled over a static cache."""
+    capacity = input_ids.shape[1] + max_new_tokens
+    if compile:
+        from wmtp_cli.decoding.compiled import CompiledSteps
+
+        return CompiledSteps(model, capacity, all_heads, backend=compile if isinstance(compile, str) else "inductor")
+    return _EagerSteps(model, capacity, all_heads)
 
 
 def _draft_heads(model, n_draft: int | None) -> int:
@@ -298,14 +309,12 @@ def _draft_heads(model, n_draft: int | None) -> int:
     return n_draft
 
 
-def _verify(
-    model, fed: torch.Tensor, cache: BlockCache, all_heads: bool, width: int
-) -> tuple[torch.Tensor, list[list[int]]]:
+def _verify(steps, fed: torch.Tensor, width: int) -> tuple[torch.Tensor, list[list[int]]]:
     """One forward over the fed block: each fed position's choices of heads 1..width, on the device and as ints.
 
     ``preds[i, 0]`` is greedy's token after fed token i; ``preds[i, 1:]`` are drafts for the ones after it.
     """
-    logits = _forward(model, fed[None], cache, all_heads)  # (1 + m, h, V)
+    logits = steps.forward(fed[None])  # (1 + m, h, V)
     preds = logits[:, :width].argmax(-1)  # (1 + m, width)
     # One device-to-host copy per step; it is needed anyway for the crop length. The acceptance scan
     # runs over at most n - 1 ints, cheaper in Python than as device kernels.
@@ -333,6 +342,7 @@ def speculative_generate(
     eos_token_id: int | Iterable[int] | None = None,
     n_draft: int | None = None,
     stop_check: StopCheck | None = None,
+    compile: bool | str = False,
 ) -> SpeculativeOutput:
     """Greedy decoding of one sequence, accelerated by drafting with heads 2..n (see the module docstring).
 
@@ -345,6 +355,8 @@ def speculative_generate(
         n_draft: heads that draft (heads 2..1+n_draft); default n - 1, 0 is plain greedy decoding.
         stop_check: called with the list of new token ids after each token (read-only: it is the live
             buffer); True stops after that token.
+        compile: run the steps with ``torch.compile`` over a static cache
+            (:mod:`wmtp_cli.decoding.compiled`); a string names the backend.
 
     Returns:
         a :class:`SpeculativeOutput` whose ``sequences`` equal ``model.generate(do_sample=False)``'s.
@@ -355,11 +367,11 @@ def speculative_generate(
     all_heads = n_draft > 0
     width = 1 + n_draft  # the certain token's head, then the drafting heads
     proposed, accepted = [0] * n_draft, [0] * n_draft
-    cache = _new_cache(model, input_ids, max_new_tokens)
+    steps = _new_steps(model, input_ids, max_new_tokens, all_heads, compile)
 
     _sync(input_ids.device)
     start = time.perf_counter()
-    logits = _forward(model, input_ids, cache, all_heads, keep=1)  # (1, h, V)
+    logits = steps.forward(input_ids, keep=1)  # (1, h, V)
     block = logits[-1, :width].argmax(-1)  # (width,): certain next token, then drafts for the ones after it
     host_block = block.tolist()
     forwards = 1
@@ -369,13 +381,13 @@ def speculative_generate(
         m = min(n_draft, collector.room - 1)
         drafts = host_block[1 : 1 + m]
         seq_len = input_ids.shape[1] + len(collector.tokens)  # the cache holds seq_len - 1 positions
-        preds, host = _verify(model, block[: 1 + m], cache, all_heads, width)  # (1 + m, width) each
+        preds, host = _verify(steps, block[: 1 + m], width)  # (1 + m, width) each
         forwards += 1
         a = _accept(drafts, host, proposed, accepted)
-        _crop(cache, seq_len + a)  # keep the certain token and the accepted drafts
+        steps.crop(seq_len + a)  # keep the certain token and the accepted drafts
         done = collector.extend([*drafts[:a], host[a][0]])
         block, host_block = preds[a], host[a]  # at the last accepted position: next certain token and drafts
-    return _output(input_ids, collector, forwards, start, cache, proposed, accepted)
+    return _output(input_ids, collector, forwards, start, steps, proposed, accepted)
 
 
 @torch.inference_mode()
@@ -385,23 +397,25 @@ def greedy_generate(
     max_new_tokens: int,
     eos_token_id: int | Iterable[int] | None = None,
     stop_check: StopCheck | None = None,
+    compile: bool | str = False,
 ) -> SpeculativeOutput:
     """Plain greedy decoding with head 1 and a KV cache: the reference, timed like :func:`speculative_generate`.
 
     One forward per token (``tokens_per_forward == 1``); stops by the same rules, and leaves the cache
-    with the same invariant (``sequences.shape[1] - 1`` positions, head-1 layers only).
+    with the same invariant (``sequences.shape[1] - 1`` positions, head-1 layers only). ``compile`` as in
+    :func:`speculative_generate`.
     """
     input_ids = _check_prompt(model, input_ids)
     collector = _Collector(max_new_tokens, eos_token_id, stop_check)
-    cache = _new_cache(model, input_ids, max_new_tokens)
+    steps = _new_steps(model, input_ids, max_new_tokens, False, compile)
 
     _sync(input_ids.device)
     start = time.perf_counter()
-    token = _forward(model, input_ids, cache, all_heads=False, keep=1)[-1, 0].argmax()  # ()
+    token = steps.forward(input_ids, keep=1)[-1, 0].argmax()  # ()
     forwards = 1
     done = collector.extend([int(token)])
     while not done:
-        token = _forward(model, token.view(1, 1), cache, all_heads=False)[-1, 0].argmax()  # ()
+        token = steps.forward(token.view(1, 1))[-1, 0].argmax()  # ()
         forwards += 1
         done = collector.extend([int(token)])
-    return _output(input_ids, collector, forwards, start, cache, [], [])
+    return _output(input_ids, collector, forwards, start, steps, [], [])

@@ -50,6 +50,7 @@ class EvalRequest:
     seed: int = 0
     subsets: dict[str, str | None] = field(default_factory=dict)  # benchmark -> data.subset
     speculative: bool = False
+    compile: bool = False  # greedy decoding one prompt at a time, torch.compile over a static cache
     head_metrics: bool = False
     isolation: str = "auto"  # the sandbox: --sandbox, else the recipe's execution.isolation
     model_from_flag: bool = False  # --model named it (else the recipe's model.path): for error messages
@@ -90,6 +91,7 @@ class EvalRequest:
             data=flags.get("data"), split=flags.get("split"), subsets=subsets, limit=flags.get("limit"),
             output_dir=output_dir,
             output=flags.get("output"), seed=seed, speculative=bool(flags.get("speculative") or settings.speculative),
+            compile=bool(flags.get("compile") or settings.compile),
             head_metrics=bool(flags.get("head_metrics") or settings.head_metrics),
             model_from_flag=bool(flags.get("model")), isolation=flags.get("sandbox") or isolation,
         )  # fmt: skip
@@ -110,7 +112,7 @@ class EvalRequest:
             model=ModelConfig(path=str(model_dir), dtype=recipe.model.dtype if recipe.model else "fp32"),
             samples=None, data=None, split=None, limit=None, output_dir=output_dir, output=output,
             subsets={recipe.data.source: recipe.data.subset}, seed=recipe.run.seed, head_metrics=head_metrics,
-            isolation=recipe.execution.isolation,
+            isolation=recipe.execution.isolation, speculative=e.speculative, compile=e.compile,
         )  # fmt: skip
         request.check()
         return request
@@ -127,6 +129,8 @@ class EvalRequest:
             raise UsageError(f"pass@{max(self.k)} needs --n {max(self.k)} or more samples per problem (got {self.n})")
         if self.speculative and (self.samples is not None or self.temperature > 0):
             raise UsageError("--speculative is greedy decoding from a model: use --temperature 0 and no --samples")
+        if self.compile and (self.samples is not None or self.temperature > 0):
+            raise UsageError("--compile is greedy decoding from a model: use --temperature 0 and no --samples")
         if self.head_metrics and self.model is None:
             raise UsageError("--head-metrics needs a model (--model DIR or a recipe with model.path)")
         if self.samples is None and self.n > 1 and self.temperature == 0:
@@ -150,6 +154,7 @@ class EvalRequest:
             "data": self.data, "subset": self.subsets.get(benchmark), "limit": self.limit, "seed": self.seed,
             "model": self.model.path if self.model and self.samples is None else None,
             "samples": str(self.samples) if self.samples else None, "speculative": self.speculative,
+            "compile": self.compile,
             "isolation": self.isolation,
         }  # fmt: skip
 
@@ -163,7 +168,7 @@ class EvalRequest:
             "limit": self.limit, "model": model.path, "dtype": model.dtype, "n_future": model.n_future,
             "model_files": _model_files(model.path), "n": self.n, "temperature": self.temperature,
             "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed,
-            "speculative": self.speculative,
+            "speculative": self.speculative, "compile": self.compile,
         }  # fmt: skip
 
 
@@ -220,7 +225,7 @@ def _run_benchmark(request: EvalRequest, benchmark: str, rows, executor, policy:
         def start_tests(task_id: str, completions: list[str]) -> None:
             # Only beside a model on an accelerator: on the CPU, programs and model share the cores, and measured
             # on 2 cores the two slowed each other down more than running them one after the other.
-            if next(policy.model.parameters()).device.type == "cpu":
+            if not policy.on_accelerator:
                 return
             for completion in dict.fromkeys(completions):  # a repeated completion runs once (run_repeats_once)
                 started[(task_id, completion)] = executor.submit(job_for(by_id[task_id], completion))
@@ -271,6 +276,11 @@ class _Policy:
         return self.load().model
 
     @property
+    def on_accelerator(self) -> bool:
+        """Whether the model is loaded, and not on the CPU."""
+        return self._loaded is not None and next(self._loaded.model.parameters()).device.type != "cpu"
+
+    @property
     def tokenizer(self):
         return self.load().tokenizer
 
@@ -314,16 +324,17 @@ def _generate(request: EvalRequest, benchmark: str, problems, policy: _Policy, p
         keep([{"task_id": task_ids[index], "completions": completions}])
 
     prompts, stop = [p["prompt"] for p in problems], stop_sequences(benchmark)
-    stats = SpeculativeStats() if request.speculative else None
-    if request.speculative:
+    one_at_a_time = request.speculative or request.compile  # greedy, a prompt at a time, with decoding statistics
+    stats = SpeculativeStats() if one_at_a_time else None
+    if one_at_a_time:
         for row in rows:
             stats.add(SpeculativeStats(**row["decoding"]))
     have = {row["task_id"] for row in rows}
     skip = [i for i, task_id in enumerate(task_ids) if task_id in have]
-    if len(rows) < len(problems) and request.speculative:
+    if len(rows) < len(problems) and one_at_a_time:
         _, new = speculative_completions(
             policy.model, policy.tokenizer, prompts, request.max_new_tokens, stop, sampling, skip=skip,
-            on_prompt=keep_prompt,
+            on_prompt=keep_prompt, n_draft=None if request.speculative else 0, compile=request.compile,
         )  # fmt: skip
         stats.add(new)
     elif len(rows) < len(problems):
