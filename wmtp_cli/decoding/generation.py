@@ -98,7 +98,8 @@ def _continuous(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature,
     def choose(logits: torch.Tensor, batch: list[Row]) -> torch.Tensor:
         if temperature == 0:
             return logits.argmax(-1)
-        uniforms = torch.tensor([row.uniforms[len(row.tokens)] for row in batch], dtype=torch.float64)
+        # float32 (what choose_tokens compares them in), made on the logits' device (MPS has no float64)
+        uniforms = torch.tensor([row.uniforms[len(row.tokens)] for row in batch], dtype=torch.float32)
         return choose_tokens(logits, temperature, top_p, uniforms.to(logits.device))
 
     def ends(row: Row) -> bool:
