@@ -185,7 +185,8 @@ class ContinuousBatcher:
 
     @torch.inference_mode()
     def run(self, rows: Sequence[Row]) -> BatchingStats:
-        """Generate every row; rows of the same prompt must be consecutive (their prefill is shared)."""
+        """Generate every row, admitted in order. A prompt's prefill is kept until its last row is admitted, so
+        rows of one prompt are best consecutive."""
         start = time.perf_counter()
         waiting = deque(rows)
         self._unprefilled = {}
