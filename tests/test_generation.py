@@ -204,3 +204,21 @@ def test_the_nucleus_from_the_most_likely_tokens_equals_a_full_sort(monkeypatch)
     fast = choose_tokens(logits, 0.8, 0.9, uniforms)
     monkeypatch.setattr(sampling, "_CANDIDATES", 10**6)
     assert torch.equal(fast, choose_tokens(logits, 0.8, 0.9, uniforms))
+
+
+def test_a_causal_lm_without_heads_is_sampled_through_generate(tmp_path):
+    """The fallback for other causal LMs: greedy equals ``generate()`` prompt by prompt, stop sequences cut, and
+    samples are seeded by their problem (the same whatever else is in the run)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer(tmp_path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    expected = generate_one_at_a_time(model, tokenizer, PROMPTS[:3], 12, STOP)
+    greedy = sample_completions(model, tokenizer, PROMPTS[:3], n=2, temperature=0, max_new_tokens=12, stop=STOP)
+    assert greedy == [[text, text] for text in expected]
+    kwargs = dict(n=2, temperature=0.9, top_p=0.95, max_new_tokens=8, seed=1)
+    everything = sample_completions(model, tokenizer, PROMPTS[:3], **kwargs)
+    assert sample_completions(model, tokenizer, PROMPTS[:3], skip={0}, **kwargs) == everything[1:]

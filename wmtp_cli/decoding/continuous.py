@@ -16,8 +16,8 @@ own length:
 
 Rows never see each other: a prompt is prefilled alone, and a step's computation is row by row, so
 a row's tokens do not depend on its batch, up to rounding: a batched matrix product's rounding depends
-on the batch's size (on the CPU in float32, 1 to 9 rows round differently from 16 or more), which can
-turn a token only at a near-tie between two of them.
+on the batch's size (measured on a 2-core CPU in float32: 1 to 3, 5 to 7 and 9 rows round differently
+from 4, 8 or 16 and more), which can turn a token only at a near-tie between two of them.
 
 The model must take ``model(input_ids, attention_mask=(B, 1, 1, S) additive, position_ids=(B, 1),
 cache=...)`` with a cache object whose ``update(k, v, layer_idx)`` the attention calls, as
@@ -155,6 +155,7 @@ class ContinuousBatcher:
         choose: picks each live row's next token from its logits.
         ends: ``ends(row) -> bool`` after each token: True ends the row (EOS, the token budget, a stop).
         on_row: called with each row as it ends.
+        stats: the :class:`BatchingStats` to add this batcher's counts to (a new one by default).
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class ContinuousBatcher:
         choose: ChooseTokens,
         ends: Callable[[Row], bool],
         on_row: Callable[[Row], None],
+        stats: BatchingStats | None = None,
     ):
         self.model = model
         self.device = next(model.parameters()).device
@@ -175,7 +177,7 @@ class ContinuousBatcher:
         self.choose = choose
         self.ends = ends
         self.on_row = on_row
-        self.stats = BatchingStats()
+        self.stats = stats if stats is not None else BatchingStats()
         n_trunk = model.config.n_trunk_layers
         self._layers = list(range(n_trunk + 1))  # the trunk's layers and head 1's
         self._n_kv_heads = model.config.num_key_value_heads

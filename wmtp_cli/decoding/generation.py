@@ -49,22 +49,16 @@ def sample_completions(
     prompt's completions as soon as its last sample ends (prompts end out of order); ``progress(done,
     total)`` counts prompts, the skipped ones as done. ``stats`` (a :class:`BatchingStats`) is added to.
     """
-    todo = [i for i in range(len(prompts)) if i not in set(skip)]
-    keys = list(problem_keys) if problem_keys is not None else list(range(len(prompts)))
-    ids = {i: tokenizer(prompts[i], add_special_tokens=True)["input_ids"] for i in todo}
-    texts = {i: tokenizer.decode(ids[i], skip_special_tokens=True) for i in todo}
+    skipped = set(skip)
+    todo = _Todo.of(tokenizer, prompts, [i for i in range(len(prompts)) if i not in skipped], problem_keys)
     rows_per_prompt = 1 if temperature == 0 else n
-    done: dict[int, list[str | None]] = {i: [None] * rows_per_prompt for i in todo}
-    stopper = StopStrings(tokenizer, stop)
-    finished = len(prompts) - len(todo)
-
-    def completion(prompt: int, new: list[int]) -> str:
-        return truncate_at_stop(continuation(tokenizer, ids[prompt], new, texts[prompt]), stop)
+    done: dict[int, list[str | None]] = {i: [None] * rows_per_prompt for i in todo.indices}
+    finished = len(prompts) - len(todo.indices)
 
     def end_row(prompt: int, sample: int, new: list[int]) -> None:
         nonlocal finished
         own = done[prompt]
-        own[sample] = completion(prompt, new)
+        own[sample] = truncate_at_stop(continuation(tokenizer, todo.ids[prompt], new, todo.texts[prompt]), stop)
         if all(text is not None for text in own):
             completions = own * n if temperature == 0 else list(own)
             done[prompt] = completions
@@ -74,67 +68,92 @@ def sample_completions(
             if progress is not None:
                 progress(finished, len(prompts))
 
+    decoding = _Decoding(rows_per_prompt, temperature, top_p, max_new_tokens, batch_size, tuple(stop), seed)
     if hasattr(model, "head_logits"):
-        _continuous(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens,
-                    batch_size, stopper, texts, seed, end_row, stats)  # fmt: skip
+        _continuous(model, tokenizer, todo, decoding, end_row, stats)
     else:
-        _per_prompt(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens, stop,
-                    seed, end_row)  # fmt: skip
-    return [done[i] for i in todo]
+        _per_prompt(model, tokenizer, todo, decoding, end_row)
+    return [done[i] for i in todo.indices]
 
 
-def _continuous(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens, batch_size,
-                stopper, texts, seed, end_row, stats) -> None:  # fmt: skip
+@dataclass(frozen=True)
+class _Todo:
+    """The prompts to decode (their indices, in order) with their token ids, decoded text and seed keys."""
+
+    indices: list[int]
+    ids: dict[int, list[int]]
+    texts: dict[int, str]
+    keys: list
+
+    @classmethod
+    def of(cls, tokenizer, prompts: Sequence[str], indices: list[int], keys: Sequence[str] | None) -> _Todo:
+        ids = {i: tokenizer(prompts[i], add_special_tokens=True)["input_ids"] for i in indices}
+        texts = {i: tokenizer.decode(ids[i], skip_special_tokens=True) for i in indices}
+        return cls(indices, ids, texts, list(keys) if keys is not None else list(range(len(prompts))))
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """How :func:`sample_completions` decodes: rows per prompt (1 when greedy) and the sampling settings."""
+
+    rows_per_prompt: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    batch_size: int
+    stop: tuple[str, ...]
+    seed: int
+
+
+def _continuous(model, tokenizer, todo: _Todo, decoding: _Decoding, end_row, stats: BatchingStats | None) -> None:
     """Every row of ``todo``'s prompts through one :class:`ContinuousBatcher` (an MTP model)."""
-    eos = eos_ids(model, tokenizer)
-    order = list(todo)
-    prompt_ids = [ids[i] for i in order]  # the batcher's prompt index is the position in ``order``
-    rows = []
-    for position, i in enumerate(order):
-        for j in range(rows_per_prompt):
-            uniforms = sample_uniforms(sample_seed(seed, keys[i], j), max_new_tokens) if temperature > 0 else None
-            rows.append(Row(prompt=position, sample=j, uniforms=uniforms))
+    eos, stopper = eos_ids(model, tokenizer), StopStrings(tokenizer, decoding.stop)
+    sampled = decoding.temperature > 0
+    order = todo.indices  # the batcher's prompt index is the position in ``order``
+    rows = [
+        Row(prompt=position, sample=j, uniforms=sample_uniforms(sample_seed(decoding.seed, todo.keys[i], j),
+                                                                decoding.max_new_tokens) if sampled else None)
+        for position, i in enumerate(order)
+        for j in range(decoding.rows_per_prompt)
+    ]  # fmt: skip
 
     def choose(logits: torch.Tensor, batch: list[Row]) -> torch.Tensor:
-        if temperature == 0:
+        if not sampled:
             return logits.argmax(-1)
         # float32 (what choose_tokens compares them in), made on the logits' device (MPS has no float64)
         uniforms = torch.tensor([row.uniforms[len(row.tokens)] for row in batch], dtype=torch.float32)
-        return choose_tokens(logits, temperature, top_p, uniforms.to(logits.device))
+        return choose_tokens(logits, decoding.temperature, decoding.top_p, uniforms.to(logits.device))
 
     def ends(row: Row) -> bool:
         if row.tokens[-1] in eos:
             return True
         i = order[row.prompt]
-        return bool(stopper) and stopper(ids[i], texts[i], row.tokens)
+        return bool(stopper) and stopper(todo.ids[i], todo.texts[i], row.tokens)
 
     batcher = ContinuousBatcher(
-        model, prompt_ids, batch_size, max_new_tokens, choose, ends,
-        on_row=lambda row: end_row(order[row.prompt], row.sample, row.tokens),
+        model, [todo.ids[i] for i in order], decoding.batch_size, decoding.max_new_tokens, choose, ends,
+        on_row=lambda row: end_row(order[row.prompt], row.sample, row.tokens), stats=stats,
     )  # fmt: skip
-    run = batcher.run(rows)
-    if stats is not None:
-        for name in ("prefills", "forwards", "row_steps", "finished_row_steps", "new_tokens", "seconds"):
-            setattr(stats, name, getattr(stats, name) + getattr(run, name))
+    batcher.run(rows)
 
 
-def _per_prompt(model, tokenizer, ids, todo, keys, rows_per_prompt, temperature, top_p, max_new_tokens, stop, seed,
-                end_row) -> None:  # fmt: skip
+def _per_prompt(model, tokenizer, todo: _Todo, decoding: _Decoding, end_row) -> None:
     """A causal LM without MTP heads: ``generate()`` on one prompt's rows at a time, seeded by its problem."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    sampling = temperature > 0
-    for i in todo:
-        torch.manual_seed(sample_seed(seed, keys[i], 0))
+    sampling = decoding.temperature > 0
+    for i in todo.indices:
+        ids = todo.ids[i]
+        torch.manual_seed(sample_seed(decoding.seed, todo.keys[i], 0))
         generated = model.generate(
-            torch.tensor([ids[i]], device=device), attention_mask=torch.ones(1, len(ids[i]), device=device,
-            dtype=torch.long), do_sample=sampling, temperature=temperature if sampling else None,
-            top_p=top_p if sampling else None, max_new_tokens=max_new_tokens, num_return_sequences=rows_per_prompt,
-            pad_token_id=pad, stop_strings=list(stop) or None, tokenizer=tokenizer if stop else None,
+            torch.tensor([ids], device=device), attention_mask=torch.ones(1, len(ids), device=device,
+            dtype=torch.long), do_sample=sampling, temperature=decoding.temperature if sampling else None,
+            top_p=decoding.top_p if sampling else None, max_new_tokens=decoding.max_new_tokens,
+            num_return_sequences=decoding.rows_per_prompt, pad_token_id=pad,
+            stop_strings=list(decoding.stop) or None, tokenizer=tokenizer if decoding.stop else None,
         )  # (rows_per_prompt, T + new)  # fmt: skip
-        for j in range(rows_per_prompt):
-            new = generated[j, len(ids[i]) :].tolist()
-            end_row(i, j, new)
+        for j in range(decoding.rows_per_prompt):
+            end_row(i, j, generated[j, len(ids) :].tolist())
 
 
 @dataclass
@@ -199,7 +218,8 @@ def speculative_completions(
     stats = SpeculativeStats()
     stopper = StopStrings(tokenizer, stop)
     eos = eos_ids(model, tokenizer)
-    todo = [i for i in range(len(prompts)) if i not in set(skip)]
+    skipped = set(skip)
+    todo = [i for i in range(len(prompts)) if i not in skipped]
     texts = []
     for done, index in enumerate(todo, len(prompts) - len(todo) + 1):
         prompt_ids = tokenizer(prompts[index], add_special_tokens=True)["input_ids"]

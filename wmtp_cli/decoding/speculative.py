@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from wmtp_cli.decoding.stopping import token_set
+
 StopCheck = Callable[[list[int]], bool]
 
 
@@ -112,14 +114,7 @@ class _Collector:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.max_new_tokens = max_new_tokens
-        if eos_token_id is None:
-            self.eos: frozenset[int] = frozenset()
-        elif isinstance(eos_token_id, int):
-            self.eos = frozenset({eos_token_id})
-        elif isinstance(eos_token_id, torch.Tensor):
-            self.eos = frozenset(eos_token_id.flatten().tolist())
-        else:
-            self.eos = frozenset(int(t) for t in eos_token_id)
+        self.eos = token_set(eos_token_id)
         self.stop_check = stop_check
         self.tokens: list[int] = []
 

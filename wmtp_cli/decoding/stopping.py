@@ -10,7 +10,7 @@ where the whole text has none, and one the window sees is reported at the token 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -76,14 +76,17 @@ class StopStrings:
         return any(s in text for s in self.stop)
 
 
+def token_set(tokens: int | Iterable[int] | torch.Tensor | None) -> frozenset[int]:
+    """A token id, several, or none (``generate()``'s forms of ``eos_token_id``) as a set."""
+    if tokens is None:
+        return frozenset()
+    if isinstance(tokens, torch.Tensor):
+        return frozenset(tokens.flatten().tolist())
+    return frozenset({tokens}) if isinstance(tokens, int) else frozenset(int(t) for t in tokens)
+
+
 def eos_ids(model, tokenizer) -> frozenset[int]:
     """The tokens that end a completion: the model's generation config's EOS (what ``generate()`` stops at), else
     the tokenizer's."""
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return frozenset()
-    if isinstance(eos, torch.Tensor):
-        return frozenset(eos.flatten().tolist())
-    return frozenset({eos}) if isinstance(eos, int) else frozenset(int(t) for t in eos)
+    return token_set(eos if eos is not None else tokenizer.eos_token_id)
