@@ -152,3 +152,35 @@ def test_repeated_samples_run_once_and_count_for_every_copy():
         assert executor.programs == report.n_programs == programs
         assert (report.n_samples, report.n_passed) == (5, 3)
         assert [s.passed for s in report.problems[0].samples] == [True, False, True, True, False]
+
+
+def test_jobs_started_early_are_collected_not_run_again():
+    """``wmtp eval`` beside a GPU model starts each problem's tests as its samples appear; ``evaluate`` then takes
+    those results instead of running the programs a second time, and the report is the same."""
+    from wmtp_cli.config import DataConfig
+    from wmtp_cli.data.sources import load_problems
+    from wmtp_cli.evaluation.harness import evaluate
+    from wmtp_cli.execution import Executor, job_for
+
+    class CountingExecutor(Executor):
+        runs = 0
+
+        def _run_job(self, job):
+            CountingExecutor.runs += 1
+            return super()._run_job(job)
+
+    problems = load_problems(DataConfig(source="tiny-code", split="test", limit=2), seed=0).to_list()
+    samples = {p["task_id"]: [p["solutions"][0], p["incorrect_solutions"][0], p["solutions"][0]] for p in problems}
+    with CountingExecutor(timeout_s=10) as executor:
+        plain = evaluate("tiny-code", problems, samples, executor, [1], run_repeats_once=True)
+        assert CountingExecutor.runs == 4
+        first = problems[0]
+        started = {
+            (first["task_id"], c): executor.submit(job_for(first, c)) for c in dict.fromkeys(samples[first["task_id"]])
+        }
+        early = evaluate("tiny-code", problems, samples, executor, [1], run_repeats_once=True, started=started)
+    assert CountingExecutor.runs == 8  # 2 started early + 2 more: nothing twice
+    assert [[s.passed for s in p.samples] for p in early.problems] == [
+        [s.passed for s in p.samples] for p in plain.problems
+    ]
+    assert early.pass_at_k == plain.pass_at_k and early.n_programs == plain.n_programs == 4

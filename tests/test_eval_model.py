@@ -104,3 +104,28 @@ def test_model_eval_errors(wmtp, model_dir, tmp_path):
     assert_usage_error(wmtp(*base, "--n", "2", "--k", "5", "--temperature", "0.5"), "pass@5")
     assert_usage_error(wmtp("eval", "--model", str(tmp_path / "none"), "--benchmark", "humaneval",
                             "--allow-code-execution"), "does not exist")  # fmt: skip
+
+
+def test_tests_start_beside_an_accelerator_model_and_give_the_same_report(model_dir, tmp_path, monkeypatch):
+    from wmtp_cli.evaluation import runner
+    from wmtp_cli.execution import Executor
+
+    def request(name):
+        return runner.EvalRequest.build(
+            model=str(model_dir), benchmarks=["tiny-code"], limit=3, n=2, k=[1], temperature=0.8, max_new_tokens=8,
+            output=tmp_path / f"{name}.json",
+        )
+
+    submitted, before_scoring = [], []
+    submit, evaluate = Executor.submit, runner.evaluate
+    monkeypatch.setattr(Executor, "submit", lambda self, job: (submitted.append(job), submit(self, job))[1])
+    monkeypatch.setattr(
+        runner, "evaluate", lambda *a, **k: (before_scoring.append(len(submitted)), evaluate(*a, **k))[1]
+    )
+    [(on_cpu, _)] = runner.run_eval(request("cpu"), allow_code_execution=True)
+    monkeypatch.setattr(runner._Policy, "on_accelerator", property(lambda self: self._loaded is not None))
+    submitted.clear()
+    [(beside, _)] = runner.run_eval(request("beside"), allow_code_execution=True)
+    # on the CPU nothing starts before sampling ends; beside the model every job has started by then, each once
+    assert before_scoring == [0, beside.n_programs] and len(submitted) == beside.n_programs
+    assert [p.samples for p in beside.problems] == [p.samples for p in on_cpu.problems]
