@@ -112,7 +112,13 @@ def test_tests_start_beside_an_accelerator_model_and_give_the_same_report(model_
 
     def request(name):
         return runner.EvalRequest.build(
-            model=str(model_dir), benchmarks=["tiny-code"], limit=3, n=2, k=[1], temperature=0.8, max_new_tokens=8,
+            model=str(model_dir),
+            benchmarks=["tiny-code"],
+            limit=3,
+            n=2,
+            k=[1],
+            temperature=0.8,
+            max_new_tokens=8,
             output=tmp_path / f"{name}.json",
         )
 
