@@ -591,3 +591,32 @@ def test_process_count_is_limited_where_the_kernel_counts_per_job(isolation):
     )
     result = run_hostile(ex, program, assert_tests(["assert answer() == 100"]))
     assert result.status == "failed", result
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
+def test_a_package_under_tmp_runs_its_sandbox(tmp_path):
+    """The sandbox replaces /tmp with a memory file system of its own, so the server's code is bound at a path of
+    its own: a checkout under /tmp (``git clone . /tmp/x``) must score programs as any other."""
+    import shutil
+    import subprocess
+
+    package = Path(__file__).resolve().parents[1] / "wmtp_cli"
+    copy = Path(tempfile.mkdtemp(dir="/tmp")) / "checkout"
+    try:
+        shutil.copytree(package, copy / "wmtp_cli", ignore=shutil.ignore_patterns("__pycache__"))
+        script = (
+            "from wmtp_cli.data.records import assert_tests\n"
+            "from wmtp_cli.execution import Executor, Job\n"
+            "tests = assert_tests(['assert add(1, 2) == 3'])\n"
+            "import wmtp_cli\n"
+            f"assert wmtp_cli.__file__.startswith({str(copy)!r}), wmtp_cli.__file__\n"
+            "with Executor(isolation='bwrap', workers=1) as ex:\n"
+            "    print(ex.run([Job('def add(a, b):\\n    return a + b\\n', tests)])[0].status)\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(copy)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=copy, capture_output=True, text=True, timeout=120
+        )  # fmt: skip  (cwd: `python -c` puts it first on sys.path)
+        assert done.stdout.strip() == "passed", done.stderr[-2000:]
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)

@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 ISOLATIONS = ("auto", "bwrap", "none")
 INSIDE = Path(__file__).with_name("inside")  # the server's code (stdlib only)
 SANDBOX_WORK = "/sandbox"  # the jobs' folders: a memory file system of the slot's own
+# Where the server's code is seen inside bubblewrap: a path of its own, so that a package that lives under /tmp
+# (which the sandbox replaces with a memory file system) is found all the same.
+SANDBOX_INSIDE = "/wmtp-inside"
 WORK_BYTES = 128 * 2**20  # the jobs' folders of one slot: a memory file system, so keep it small
 TMP_BYTES = 64 * 2**20
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group")
@@ -204,7 +207,7 @@ def server_launch(isolation: str) -> ServerLaunch:
         bwrap, _ = find_bwrap()
         env = sandbox_env(SANDBOX_WORK, "/tmp")
         config = {"work": SANDBOX_WORK, "tmp": "/tmp", "switch_users": root, "own_pid_namespace": True, "env": env}
-        argv = [*bwrap_argv(bwrap), *_server_command(python_executable(), config)]
+        argv = [*bwrap_argv(bwrap), *_server_command(python_executable(), config, Path(SANDBOX_INSIDE))]
         return ServerLaunch(argv, env, "bwrap", None)
     work = tempfile.mkdtemp(prefix="wmtp-exec-")
     os.chmod(work, 0o711)  # the jobs' user ids reach their own folders in it, and list nothing
@@ -214,9 +217,9 @@ def server_launch(isolation: str) -> ServerLaunch:
     return ServerLaunch(_server_command(python, config), env, "none", work)
 
 
-def _server_command(python: str, config: dict) -> list[str]:
+def _server_command(python: str, config: dict, inside: Path = INSIDE) -> list[str]:
     # -S: no site (site-packages stay out); -s: no user site; -B: no .pyc writes.
-    return [python, "-s", "-S", "-B", str(INSIDE / "server.py"), plain.encode(config).hex()]
+    return [python, "-s", "-S", "-B", str(inside / "server.py"), plain.encode(config).hex()]
 
 
 def bwrap_argv(bwrap: str) -> list[str]:
@@ -250,7 +253,7 @@ def _filesystem_args(features: frozenset[str]) -> tuple[str, ...]:
     for name in _ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     made: set[str] = set()
-    for folder in [*_python_folders(), str(INSIDE)]:
+    for folder in _python_folders():
         # Folders bwrap makes on the way keep their host modes (/root is 0700); a job that has taken its own
         # user id must be able to walk through them.
         for parent in reversed(Path(folder).parents):
@@ -258,6 +261,7 @@ def _filesystem_args(features: frozenset[str]) -> tuple[str, ...]:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(str(parent))
         args += ["--ro-bind", folder, folder]
+    args += ["--ro-bind", str(INSIDE), SANDBOX_INSIDE]
     args += ["--proc", "/proc", "--dev", "/dev"]
     for mount, size, mode in (("/tmp", TMP_BYTES, "1777"), (SANDBOX_WORK, WORK_BYTES, "0755")):
         if perms:
