@@ -128,9 +128,11 @@ def evaluate(
     """
     began = time.perf_counter()
     evaluated = _problems_to_evaluate(problems, samples, ks)
-    jobs, job_of, keys = _plan_jobs(evaluated, samples, run_repeats_once)
-    early = [started.get(key) for key in keys] if started and run_repeats_once else None
-    results = executor.run(jobs, progress=progress, started=early)
+    early = started if started and run_repeats_once else {}
+    # Each job starts as soon as it is planned: the sandboxes run the first while the rest are planned.
+    jobs, job_of, futures = _plan_jobs(evaluated, samples, run_repeats_once,
+                                       lambda key, job: early.get(key) or executor.submit(job))  # fmt: skip
+    results = executor.run(jobs, progress=progress, started=futures)
     problem_results = _problem_results(evaluated, samples, [results[job] for job in job_of], ks)
     means = mean_pass_at_k([(r.n, r.c) for r in problem_results], ks)
     return EvalReport(
@@ -156,23 +158,25 @@ def _problems_to_evaluate(
 
 
 def _plan_jobs(
-    evaluated: Sequence[ProblemRecord], samples: dict[str, list[str]], run_repeats_once: bool
-) -> tuple[list, list[int], list]:
-    """(the sandbox jobs to run, the job of each sample in problem order, each job's key); see ``evaluate``'s
-    ``run_repeats_once``."""
+    evaluated: Sequence[ProblemRecord], samples: dict[str, list[str]], run_repeats_once: bool,
+    start: Callable[[Any, Any], Future],
+) -> tuple[list, list[int], list[Future]]:  # fmt: skip
+    """(the sandbox jobs to run, the job of each sample in problem order, each job's future from ``start(key,
+    job)``, called as the job is planned); see ``evaluate``'s ``run_repeats_once`` for the keys."""
     from wmtp_cli.execution import job_for
 
     job_of: list[int] = []
-    jobs, keys, first_job = [], [], {}
+    jobs, futures, first_job = [], [], {}
     for problem in evaluated:
         for completion in samples[problem["task_id"]]:
             key = (problem["task_id"], completion) if run_repeats_once else len(job_of)
             if key not in first_job:
                 first_job[key] = len(jobs)
-                jobs.append(job_for(problem, completion))
-                keys.append(key)
+                job = job_for(problem, completion)
+                jobs.append(job)
+                futures.append(start(key, job))
             job_of.append(first_job[key])
-    return jobs, job_of, keys
+    return jobs, job_of, futures
 
 
 def _problem_results(

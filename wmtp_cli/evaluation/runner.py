@@ -200,6 +200,7 @@ def run_eval(request: EvalRequest, allow_code_execution: bool = False, progress=
     require_code_execution(allow_code_execution, recipe_key=None)  # eval's consent is the flag alone
     rows = read_samples(request.samples) if request.samples is not None else None  # a bad file fails before work
     executor = Executor(timeout_s=request.timeout_s, isolation=request.isolation)  # refuses (fails closed) here
+    executor.start()  # the sandboxes start while the problems and the model load
     policy = _Policy(request, progress)
     if rows is None:  # a model folder that is not one is refused before a samples file is started
         from wmtp_cli.model.loading import check_model_source

@@ -83,6 +83,7 @@ class Slot:
         self._stderr = bytearray()
         self._stderr_thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._starting = threading.RLock()  # one start at a time: a job's, or :meth:`start`'s ahead of the jobs
 
     def run(self, job: dict, deadline: float, cap: int) -> Iterator[tuple]:
         """The server's messages for ``job`` (decoded tuples), each at most ``cap`` bytes, all before ``deadline``.
@@ -104,9 +105,13 @@ class Slot:
             if message[0] == "result":
                 return
 
+    def start(self) -> None:
+        """Start the sandbox now, if it is not running (jobs start it when they need it otherwise)."""
+        self._ensure_started()
+
     def close(self) -> None:
-        """Kill the sandbox and everything in it."""
-        with self._lock:
+        """Kill the sandbox and everything in it (one being started is killed once it has started)."""
+        with self._starting, self._lock:
             process, self._process = self._process, None
             launch, self._launch = self._launch, None
         if process is not None:
@@ -122,6 +127,10 @@ class Slot:
     # -----------------------------------------------------------------------------------------
 
     def _ensure_started(self) -> subprocess.Popen:
+        with self._starting:
+            return self._start_unless_running()
+
+    def _start_unless_running(self) -> subprocess.Popen:
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 return self._process

@@ -20,6 +20,8 @@ Stdlib only: this file runs inside the sandbox, in the judge and in the program'
 
 import builtins
 import json
+import json.decoder
+import json.encoder
 import math
 import os
 
@@ -33,9 +35,29 @@ _JSON_SCALARS = _SCALARS | {float}
 _UNSHAREABLE = {"__import__", "breakpoint", "compile", "delattr", "eval", "exec", "getattr", "globals", "help",
                 "input", "locals", "open", "print", "setattr", "vars", "exit", "quit"}  # fmt: skip
 # Bound once: in the program's process, a program that patches json.dumps for its own use must not break
-# how it answers the judge.
-_ENCODE = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
-_DECODE = json.JSONDecoder().decode
+# how it answers the judge. Where the C accelerators exist, called directly: ``json.dumps`` and ``json.loads``
+# wrap them in Python, and every object made after a fork is a page copied.
+_SCAN = json.decoder.JSONDecoder().scan_once
+if json.encoder.c_make_encoder is not None:
+    _ITERENCODE = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False,
+                                              False, False)  # fmt: skip
+
+    def _ENCODE(tree):
+        return "".join(_ITERENCODE(tree, 0))
+else:
+    _ENCODE = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
+
+
+def _DECODE(text):
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("more than one JSON value")
+    return value
+
+
 SHAREABLE_BUILTINS = frozenset(
     name
     for name, value in vars(builtins).items()

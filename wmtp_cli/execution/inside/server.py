@@ -22,11 +22,11 @@ server runs as root the program runs under a user id of its own.
 Stdlib only; started as ``python -s -S -B server.py CONFIG`` (CONFIG: a hex-encoded frame).
 """
 
+import _signal
 import contextlib
 import os
 import resource
 import select
-import signal
 import sys
 import time
 import warnings
@@ -43,15 +43,18 @@ ALARM_GRACE_S = 0.5  # past a job's deadline, the alarm that stops trusted test 
 SIGKILL = 9
 HARNESS_FAILURE = 125  # exit status of a child whose server code (not the program) failed
 PAGE = os.sysconf("SC_PAGE_SIZE")
+_CPUCLOCK_SCHED = 2  # the kernel's process CPU clock ids: (~pid << 3) | CPUCLOCK_SCHED
 UID_RANGE = (0x7000_0000, 0x7100_0000)  # per-job user ids when root: far above any real user
 HOST_SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # without bubblewrap, where any user may leave files
 LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC)
-# Modules most programs import: loaded once here, so every fork starts with them.
 # Modules the benchmarks' programs import most (HumanEval, MBPP, CodeContests, tiny-code), loaded once here
-# so that every fork starts with them; each more makes every fork a little dearer, so only these.
+# so that every fork starts with them; each more makes every fork a little dearer, so only these. Not
+# ``threading``: its after-fork hook (rebuilding the thread table, in Python) would run in every fork, about 0.3 ms
+# of a fork and exit's 0.5 ms, where a program that imports it pays 2 ms once. ``random`` is loaded without its
+# hook (a reseed, 0.1 ms a fork): a program that names it is reseeded instead (:func:`_reseed_random`).
 WARM_MODULES = (
     "array", "bisect", "collections", "copy", "fractions", "functools", "heapq", "io", "itertools", "math",
-    "operator", "random", "re", "string", "threading", "time", "types", "typing",
+    "operator", "re", "string", "time", "types", "typing",
 )  # fmt: skip
 
 
@@ -89,7 +92,6 @@ class Server:
         self.inputs = os.path.join(self.work, "in")  # the stdin of each stdio test; the server's
         os.mkdir(self.folder, 0o700)
         os.mkdir(self.inputs, 0o755)
-        self.unreaped = []  # killed processes of the last job, reaped once its result is sent
         _set_dumpable(False)
         _die_with_parent()
         if not self.own_pid_namespace and not self.switch_users:
@@ -104,10 +106,16 @@ class Server:
         # of the interpreter's objects are page faults: the less it does before the program, the faster).
         os.environ.clear()
         os.environ.update(config["env"])
+        # Every job's folder is the same path (emptied between jobs): the forks' home, and without a private /tmp,
+        # where their temporary files go.
+        os.environ["HOME"] = self.folder
+        if self.tmp is None:
+            os.environ["TMPDIR"] = self.folder
         program_side.standard_streams()
         for name in WARM_MODULES:
             with contextlib.suppress(ImportError):
                 __import__(name)
+        _import_without_fork_hooks("random")  # the judge seeds it for the tests; programs reseed it
         program_side.prepare_interpreter()
         import gc
 
@@ -163,7 +171,7 @@ class Server:
             program_side.connect_streams(null, out_w, err_w)
             program_side.serve_calls(code, requests_r, replies_w)
 
-        pid = self._fork(job, folder, uid, program, (requests_r, replies_w, out_w, err_w, null))
+        pid = self._fork(job, uid, program, (requests_r, replies_w, out_w, err_w, null))
         for fd in (requests_r, replies_w, out_w, err_w, null):
             os.close(fd)
         watch = Watch(self, job, uid, pid)
@@ -180,9 +188,10 @@ class Server:
         except judge_side.JudgeStop:
             watch.timed_out = watch.timed_out or not (watch.over_memory or watch.over_output)
         watch.ended = time.monotonic()
-        # When the judge finished, how the program's process ends (killed now) says nothing: it is reaped after
-        # the result is sent. Otherwise its exit status or signal is part of the verdict.
-        watch.finish(reap=not any(message[0] == "done" for message in report))
+        # Collected before anything else is done: what the server writes while the killed process still shares its
+        # pages would be copied first. When the judge finished, how it ended (killed now) says nothing; otherwise
+        # its exit status or signal is part of the verdict.
+        watch.finish()
         for fd in (requests_w, replies_r):
             os.close(fd)
         exit_code, killed_by = _exit_and_signal(watch.statuses.get(pid))
@@ -216,7 +225,7 @@ class Server:
             program_side.connect_streams(stdin, out_w, err_w)
             program_side.run_once(code)
 
-        pid = self._fork(job, folder, uid, program, (stdin, out_w, err_w))
+        pid = self._fork(job, uid, program, (stdin, out_w, err_w))
         for fd in (stdin, out_w, err_w):
             os.close(fd)
         watch = Watch(self, job, uid, pid)
@@ -234,9 +243,12 @@ class Server:
     # -----------------------------------------------------------------------------------------
     # Processes.
 
-    def _fork(self, job, folder, uid, target, keep):
+    def _fork(self, job, uid, target, keep):
         """A child in its own process group, holding only ``keep`` of our descriptors, with its limits and user
         id, running ``target``; it never returns into server code."""
+        # Worked out before the fork: every object the child makes or touches is a page it copies first.
+        limits = self._limits(job)
+        reseed = "random" in job["program"]
         pid = os.fork()
         if pid:
             with contextlib.suppress(OSError):  # the child may have done it first
@@ -245,32 +257,40 @@ class Server:
         try:
             os.setpgid(0, 0)
             _close_all_but(keep)
-            cpu = int(job["time_limit"]) + 1
-            limits = {resource.RLIMIT_AS: (job["memory_bytes"],) * 2, resource.RLIMIT_FSIZE: (job["file_bytes"],) * 2,
-                      resource.RLIMIT_CPU: (cpu, cpu + 1)}  # SIGXCPU at the soft limit, SIGKILL past it  # fmt: skip
-            if job["nproc"] is not None:
-                limits[resource.RLIMIT_NPROC] = (job["nproc"],) * 2
-            for kind, (soft, hard) in limits.items():
-                ceiling = self.hard_limits[kind]  # never above the hard limit we were given: that would fail
-                if ceiling != resource.RLIM_INFINITY:
-                    soft, hard = min(soft, ceiling), min(hard, ceiling)
-                with contextlib.suppress(ValueError, OSError):
-                    resource.setrlimit(kind, (soft, hard))
+            for kind, soft_and_hard in limits:
+                try:  # noqa: SIM105 (no context manager: each object made here is a page copied)
+                    resource.setrlimit(kind, soft_and_hard)
+                except (ValueError, OSError):
+                    pass
             if uid is not None:
                 os.setgroups([])
                 os.setgid(uid)
                 os.setuid(uid)
                 if os.getuid() != uid or os.geteuid() != uid:
                     raise RuntimeError("could not drop privileges")
-            os.chdir(folder)
-            os.environ["HOME"] = folder
-            if self.tmp is None:  # no private /tmp: the job's temporary files go to its own folder
-                os.environ["TMPDIR"] = folder
+            os.chdir(self.folder)
+            if reseed:
+                _reseed_random()
             target()
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.write(2, f"harness: {plain.describe(exc)}\n".encode("utf-8", "replace"))
         os._exit(HARNESS_FAILURE)
+
+    def _limits(self, job):
+        """``(kind, (soft, hard))`` of each resource limit a job's process gets."""
+        cpu = int(job["time_limit"]) + 1
+        limits = {resource.RLIMIT_AS: (job["memory_bytes"],) * 2, resource.RLIMIT_FSIZE: (job["file_bytes"],) * 2,
+                  resource.RLIMIT_CPU: (cpu, cpu + 1)}  # SIGXCPU at the soft limit, SIGKILL past it  # fmt: skip
+        if job["nproc"] is not None:
+            limits[resource.RLIMIT_NPROC] = (job["nproc"],) * 2
+        clamped = []
+        for kind, (soft, hard) in limits.items():
+            ceiling = self.hard_limits[kind]  # never above the hard limit we were given: that would fail
+            if ceiling != resource.RLIM_INFINITY:
+                soft, hard = min(soft, ceiling), min(hard, ceiling)
+            clamped.append((kind, (soft, hard)))
+        return clamped
 
     def job_pids(self, uid, pids):
         """The job's live processes: ``pids``, and every other one that can be told to be the job's (its user
@@ -288,12 +308,8 @@ class Server:
                 pass
         return found
 
-    def kill_job(self, uid, pids, reap=True):
-        """Kill every process of the job: ``pids``' groups, then whatever left them (and collect them, with
-        ``reap``)."""
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, SIGKILL)
+    def kill_job(self, uid):
+        """Kill every process the job has left (its program's process is collected already), and collect them."""
         if self.own_pid_namespace:
             with contextlib.suppress(OSError):
                 os.kill(-1, SIGKILL)  # everything in our namespace but init and us: setsid() or not
@@ -301,8 +317,7 @@ class Server:
             _as_user(uid, _kill_all_of_mine)  # kill(-1) as the job's user reaches exactly its processes
         else:
             _kill_children(self.me)  # as subreaper, orphans that left the group are our children
-        if reap:
-            _reap_all()
+        _reap_all()
 
     def _clean_up(self, folder, uid):
         """Remove the job's folder and what it left in /tmp (its processes are gone already).
@@ -310,11 +325,11 @@ class Server:
         As root the server may remove whatever the job's user made (root's own privileges, or under
         bubblewrap the capabilities it keeps for this); otherwise the job ran as the server's own user.
         """
-        # The killed program's teardown (its memory) takes a while: collected at this or a later job's end.
-        self.unreaped = [pid for pid in self.unreaped if not _reaped(pid)]
         _reap_all()
-        with contextlib.suppress(OSError):
+        try:
             os.chmod(folder, 0o700)  # whatever mode the program left on it
+        except FileNotFoundError:  # a program running as our own user id removed or renamed it
+            os.mkdir(folder, 0o700)
         _remove_contents(folder)
         if self.tmp is not None:
             _remove_contents(self.tmp)
@@ -410,20 +425,18 @@ class Watch:
                     self.cpu = usage.ru_utime + usage.ru_stime
         return self.pid in self.statuses
 
-    def finish(self, reap=True):
-        """Kill the job, wait for the program's process (with ``reap``; else the server reaps it after the
-        job), read what is left in the pipes, close them."""
+    def finish(self):
+        """Kill the job, wait for the program's process, read what is left in the pipes, close them."""
         if self.pid not in self.statuses:
             self.cpu = _process_cpu(self.pid)  # before it is killed: what its own computation took
-        self.server.kill_job(self.uid, () if self.pid in self.statuses else (self.pid,), reap=reap)
-        if self.pid not in self.statuses:
-            if reap:
-                try:
-                    self.statuses[self.pid] = os.waitpid(self.pid, 0)[1]
-                except ChildProcessError:
-                    self.statuses[self.pid] = 0
-            else:
-                self.server.unreaped.append(self.pid)
+            for kill in (os.kill, os.killpg):  # the process, whatever group it moved to, and its group
+                with contextlib.suppress(OSError):
+                    kill(self.pid, SIGKILL)
+            try:  # first, so that its status is not taken by the clean-up's collection of everything else
+                self.statuses[self.pid] = os.waitpid(self.pid, 0)[1]
+            except ChildProcessError:
+                self.statuses[self.pid] = 0
+        self.server.kill_job(self.uid)
         for fd in list(self.open):
             while self._pull(fd):
                 pass
@@ -478,6 +491,23 @@ class Watch:
 # Small helpers.
 
 
+def _import_without_fork_hooks(name):
+    """Import module ``name`` with ``os.register_at_fork`` a no-op: its after-fork hooks would run in every fork."""
+    register = os.register_at_fork
+    os.register_at_fork = lambda **hooks: None
+    try:
+        __import__(name)
+    finally:
+        os.register_at_fork = register
+
+
+def _reseed_random():
+    """What ``random``'s after-fork hook does (we loaded it without): a fresh seed, as a new ``python`` would draw."""
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+
+
 def _set_dumpable(value):
     """prctl(PR_SET_DUMPABLE): a non-dumpable process cannot be ptraced, nor its /proc entries opened, by
     processes of its own user."""
@@ -503,19 +533,14 @@ def _die_with_parent():
 
 
 def _process_cpu(pid):
-    """CPU seconds ``pid`` has used so far (its process CPU clock), or 0.0 where that cannot be read."""
+    """CPU seconds ``pid`` has used so far (its process CPU clock), or 0.0 where that cannot be read.
+
+    The clock's id is what glibc's ``clock_getcpuclockid`` computes on Linux (the kernel's process CPU clock of
+    ``pid``, all its threads), read with :func:`time.clock_gettime` rather than through ctypes.
+    """
     try:
-        import ctypes
-
-        class Timespec(ctypes.Structure):
-            _fields_ = [("seconds", ctypes.c_long), ("nanoseconds", ctypes.c_long)]
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        clock, now = ctypes.c_int(), Timespec()
-        if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) or libc.clock_gettime(clock, ctypes.byref(now)):
-            return 0.0
-        return now.seconds + now.nanoseconds / 1e9
-    except Exception:
+        return time.clock_gettime(((~pid) << 3) | _CPUCLOCK_SCHED)
+    except (OSError, OverflowError):
         return 0.0
 
 
@@ -541,13 +566,14 @@ def _alarm(deadline):
     def stop(signum, frame):
         raise judge_side.JudgeStop("time")
 
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.monotonic()))
+    # ``_signal``: the C functions ``signal`` wraps; the wrappers' enum conversions cost more than the rest of this.
+    previous = _signal.signal(_signal.SIGALRM, stop)
+    _signal.setitimer(_signal.ITIMER_REAL, max(0.001, deadline - time.monotonic()))
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.signal(_signal.SIGALRM, previous)
 
 
 def _as_user(uid, action):
@@ -597,14 +623,6 @@ def _children_of(parent):
         if len(fields) > 1 and int(fields[1]) == parent:
             children.append(int(name))
     return children
-
-
-def _reaped(pid):
-    """Whether ``pid`` (killed) has been collected now; it stays a zombie until it is."""
-    try:
-        return os.waitpid(pid, os.WNOHANG)[0] != 0
-    except ChildProcessError:
-        return True
 
 
 def _reap_all():
