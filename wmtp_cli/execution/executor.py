@@ -15,7 +15,6 @@ everything 0.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
 import threading
@@ -223,7 +222,8 @@ class Executor:
             verdict = verdicts.judge_stdio(outcomes, job.tests["outputs"], limit, self.max_output_bytes, seconds,
                                            summary.get("compile_error"))  # fmt: skip
             cpu = sum(outcome["cpu_seconds"] for outcome in outcomes)
-        return dataclasses.replace(verdict, cpu_seconds=round(cpu, 6))
+        verdict.cpu_seconds = round(cpu, 6)
+        return verdict
 
     def _message_cap(self) -> int:
         # stdout travels as JSON-escaped latin-1: at most 6 bytes a byte

@@ -91,7 +91,7 @@ class Slot:
         Raises :class:`SlotFailure` (and restarts the server for the next job) when it cannot finish.
         """
         process = self._ensure_started()
-        if not plain.write_frame(process.stdin.fileno(), plain.encode(job)):
+        if not plain.write_frame(process.stdin.fileno(), plain.encode_json(job)):
             self._fail("the sandbox's server stopped before the job could be sent")
         while True:
             payload = self._read_frame(process, deadline, cap)

@@ -149,6 +149,20 @@ _BASES = (
 _COLLECTIONS = {"t": tuple, "s": set, "fs": frozenset}  # tags whose body is the items, as a list
 
 
+def encode_json(value):
+    """``value`` as JSON bytes, with no tags: for what is JSON by construction (the executor's jobs), from a
+    trusted sender; :func:`decode_json` reads it."""
+    return _ENCODE(value).encode("ascii")
+
+
+def decode_json(data):
+    """The JSON value in ``data`` (bytes from :func:`encode_json`); :class:`BadMessage` if it is not JSON."""
+    try:
+        return _DECODE(data.decode("ascii"))
+    except (ValueError, RecursionError, MemoryError, UnicodeDecodeError) as exc:
+        raise BadMessage(f"not JSON: {type(exc).__name__}") from None
+
+
 def decode(data, handle_for=None):
     """The value in ``data`` (bytes); a tagged handle becomes ``handle_for(id)`` (default: a bare :class:`Handle`)."""
     try:

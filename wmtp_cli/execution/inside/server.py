@@ -72,7 +72,7 @@ def main():
             return
         if frame is None:
             return
-        for message in server.run(plain.decode(frame)):
+        for message in server.run(plain.decode_json(frame)):
             if not plain.write_frame(out_fd, plain.encode(message)):
                 return
 
