@@ -22,7 +22,6 @@ import builtins
 import os
 import warnings
 
-import names
 import plain
 
 REPLY_CAP = 64 << 20  # bytes of one answer from the program
@@ -202,6 +201,8 @@ def stand_in_names(spec, namespace):
     trusted code does not define (or defines as a stub) and that is not a builtin."""
     if spec["entry_points"] is not None:
         return list(spec["entry_points"])
+    import names  # here: ``ast`` is 1.5 MB that every fork of the server would map, and jobs give the names
+
     read = names.loaded_names([spec["setup"], *spec["statements"]]) or set()
     stubs = names.stub_names(spec["prefix"])
     return sorted(name for name in read if (name not in namespace or name in stubs) and not hasattr(builtins, name))
@@ -265,15 +266,16 @@ def _judge(spec, link):
 
 
 _COMPILED = {}  # (source, file name) -> code: a problem's tests are compiled once for all its samples
+_COMPILED_KEPT = 256  # the latest texts (a problem's samples come together; more would only grow every fork)
 
 
 def compiled(source, filename):
-    """``source`` compiled (trusted code: prompt, setup, tests), from the cache when seen before."""
+    """``source`` compiled (trusted code: prompt, setup, tests), from the cache when seen lately."""
     key = (source, filename)
     code = _COMPILED.get(key)
     if code is None:
-        if len(_COMPILED) > 4096:
-            _COMPILED.clear()
+        if len(_COMPILED) >= _COMPILED_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]
         with warnings.catch_warnings():  # a test's own syntax warnings are nobody's business here
             warnings.simplefilter("ignore")
             code = _COMPILED[key] = compile(source, filename, "exec", dont_inherit=True)

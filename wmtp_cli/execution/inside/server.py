@@ -41,6 +41,7 @@ STDERR_TAIL = 4096  # bytes of a program's stderr kept, from the end
 MEMORY_EVERY_S = 0.02  # how often a running job's memory is summed
 ALARM_GRACE_S = 0.5  # past a job's deadline, the alarm that stops trusted test code stuck in a loop
 SIGKILL = 9
+PROGRAMS_KEPT = 32  # compiled programs kept for repeats
 HARNESS_FAILURE = 125  # exit status of a child whose server code (not the program) failed
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _CPUCLOCK_SCHED = 2  # the kernel's process CPU clock ids: (~pid << 3) | CPUCLOCK_SCHED
@@ -53,8 +54,8 @@ LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resour
 # of a fork and exit's 0.5 ms, where a program that imports it pays 2 ms once. ``random`` is loaded without its
 # hook (a reseed, 0.1 ms a fork): a program that names it is reseeded instead (:func:`_reseed_random`).
 WARM_MODULES = (
-    "array", "bisect", "collections", "copy", "fractions", "functools", "heapq", "io", "itertools", "math",
-    "operator", "re", "string", "time", "types", "typing",
+    "array", "bisect", "collections", "copy", "functools", "heapq", "io", "itertools", "math", "operator", "re",
+    "string", "time", "types", "typing",
 )  # fmt: skip
 
 
@@ -147,11 +148,12 @@ class Server:
             self._clean_up(folder, uid)
 
     def _compiled(self, program):
-        """The program's code object; the same text (a sample a model repeats) is compiled once."""
+        """The program's code object; the same text (a sample a model repeats) is compiled once while it is among
+        the last :data:`PROGRAMS_KEPT` (a problem's samples come together; more would only grow every fork)."""
         code = self.programs.get(program)
         if code is None:
-            if len(self.programs) >= 256:
-                self.programs.clear()
+            if len(self.programs) >= PROGRAMS_KEPT:
+                del self.programs[next(iter(self.programs))]
             with warnings.catch_warnings():  # a program's own syntax warnings would only fill our stderr
                 warnings.simplefilter("ignore")
                 code = self.programs[program] = compile(program, "solution.py", "exec", dont_inherit=True)
