@@ -9,7 +9,9 @@ Real benchmark data is in ``test_execution_benchmarks_data.py``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import random
 import resource
 import signal
 import socket
@@ -35,6 +37,7 @@ from wmtp_cli.execution import (
     outputs_match,
     require_code_execution,
 )
+from wmtp_cli.execution.inside import plain
 
 BWRAP = pytest.param(
     "bwrap", marks=pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
@@ -184,6 +187,74 @@ def test_results_keep_job_order_and_report_progress(executor):
     assert [r.passed for r in results] == [True, True, False, False, False, False]
     assert seen == [(i, 6) for i in range(1, 7)]
     assert executor.run([]) == []
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_programs_draw_fresh_random_numbers_and_tests_seeded_ones(isolation):
+    """The server loads ``random`` without its after-fork hook: a program that names it is reseeded (two runs in
+    the same worker draw different numbers, as two ``python`` runs would); the tests draw from the generator
+    seeded with 0."""
+    program = "import random\nDRAWN = random.random()\ndef drawn():\n    return DRAWN\n"
+    leak = assert_tests(["assert False, drawn()"])
+    seeded = assert_tests([f"import random\nassert random.random() == {random.Random(0).random()!r}"])
+    with Executor(timeout_s=5, isolation=isolation, workers=1) as ex:
+        *draws, tests_seeded = ex.run([Job(program, leak)] * 3 + [Job(GOOD_ADD.program, seeded)])
+    assert all("AssertionError: 0." in draw.detail for draw in draws), draws
+    assert len({draw.detail for draw in draws}) == 3, draws
+    assert tests_seeded.passed, tests_seeded
+
+
+def test_programs_can_start_threads(executor):
+    program = (
+        "import threading\n"
+        "def total():\n"
+        "    out = []\n"
+        "    worker = threading.Thread(target=lambda: out.append(sum(range(10))))\n"
+        "    worker.start()\n"
+        "    worker.join()\n"
+        "    return out[0]\n"
+    )
+    assert run_one(executor, program, assert_tests(["assert total() == 45"])).passed
+
+
+def test_the_programs_own_cpu_time_is_measured(executor):
+    program = "def work():\n    return sum(i * i for i in range(2_000_000))\n"
+    result = run_one(executor, program, assert_tests(["assert work() > 0"]))
+    assert result.passed, result
+    assert 0.02 < result.cpu_seconds <= result.seconds + 0.05
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_sandboxes_started_ahead_run_the_jobs(isolation):
+    def servers() -> set[int]:
+        return {pid for pid, (_, cmd) in _proc_table().items() if SERVER_SIGNATURE in cmd and "bwrap" not in cmd}
+
+    others = servers()  # other tests' executors
+    with Executor(timeout_s=5, isolation=isolation, workers=2) as ex:
+        ex.start()
+        ex.start()  # they are there already: no more are started
+        results = ex.run([GOOD_ADD] * 4)
+        ours = servers() - others
+    assert all(r.passed for r in results), results
+    assert len(ours) == 2, ours
+    assert_nothing_left()
+
+
+def test_plain_data_round_trips_and_refuses_what_is_not():
+    values = [None, True, 3, -2.5, "\u00e9\ud800", [1, [2, (3,)]], {"a": {1, 2}, 4: None}, frozenset({1}), b"\x00\xff",
+              bytearray(b"x"), 1 + 2j, float("inf"), ("ok", [1.5, "two"])]  # fmt: skip
+    for value in values:
+        assert plain.decode(plain.encode(value)) == value
+    assert math.isnan(plain.decode(plain.encode(float("nan"))))
+    job = {"kind": "assert", "program": "x = '\u00e9'\n", "statements": ["assert x"], "time_limit": 2.5, "nproc": None}
+    assert plain.decode_json(plain.encode_json(job)) == job
+    for bad in (b"", b"[1] [2]", b"{", b"nan", b"\xff"):
+        with pytest.raises(plain.BadMessage):
+            plain.decode(bad)
+        with pytest.raises(plain.BadMessage):
+            plain.decode_json(bad)
+    with pytest.raises(plain.BadMessage):
+        plain.encode(object())
 
 
 def test_a_job_without_tests_is_an_error(executor):
