@@ -85,8 +85,9 @@ class Slot:
         self._lock = threading.Lock()
         self._starting = threading.RLock()  # one start at a time: a job's, or :meth:`start`'s ahead of the jobs
 
-    def run(self, job: dict, deadline: float, cap: int) -> Iterator[tuple]:
-        """The server's messages for ``job`` (decoded tuples), each at most ``cap`` bytes, all before ``deadline``.
+    def run(self, job: dict, deadline: float, cap: int) -> Iterator[list]:
+        """The server's messages for ``job`` (JSON arrays: ``["test", i, outcome]``, then ``["result", summary]``),
+        each at most ``cap`` bytes, all before ``deadline``.
 
         Raises :class:`SlotFailure` (and restarts the server for the next job) when it cannot finish.
         """
@@ -96,10 +97,10 @@ class Slot:
         while True:
             payload = self._read_frame(process, deadline, cap)
             try:
-                message = plain.decode(payload)
+                message = plain.decode_json(payload)
             except plain.BadMessage as exc:
                 self._fail(f"the sandbox's server sent a bad message ({exc})")
-            if not isinstance(message, tuple) or not message:
+            if not isinstance(message, list) or not message:
                 self._fail("the sandbox's server sent a message in the wrong shape")
             yield message
             if message[0] == "result":

@@ -150,8 +150,9 @@ _COLLECTIONS = {"t": tuple, "s": set, "fs": frozenset}  # tags whose body is the
 
 
 def encode_json(value):
-    """``value`` as JSON bytes, with no tags: for what is JSON by construction (the executor's jobs), from a
-    trusted sender; :func:`decode_json` reads it."""
+    """``value`` as JSON bytes, with no tags (tuples become arrays): for what is JSON by construction, between the
+    executor and the server (its jobs; the server's reports, whose shape the executor checks); the judge and the
+    program talk in tagged plain data. :func:`decode_json` reads it."""
     return _ENCODE(value).encode("ascii")
 
 

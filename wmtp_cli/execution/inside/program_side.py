@@ -70,8 +70,12 @@ def fresh_main():
 # Assert tests: run the program, then answer the judge's calls.
 
 
-def serve_calls(code, requests_fd, replies_fd):
-    """Run ``code`` as ``__main__``, say how that went, then answer calls until the judge closes the pipe."""
+def serve_calls(code, requests_fd, replies_fd, offered=()):
+    """Run ``code`` as ``__main__``, say how that went, then answer calls until the judge closes the pipe.
+
+    ``offered``: names the tests will take (the job's entry points); their values go with ``ready`` (a round
+    trip each saved), as ``get`` would answer them: those the program defines and that can be sent.
+    """
     # The program's code runs right below this frame (its module under ``exec``, the functions the tests
     # call under ``_answer``): a helper around either would take a frame of the program's recursion depth.
     reply = _replier(replies_fd)
@@ -85,13 +89,19 @@ def serve_calls(code, requests_fd, replies_fd):
         reply(("error", type(exc).__name__, plain.describe(exc)))
         flush_streams()
         os._exit(1)
-    reply(("ready",))
-
     objects = []  # what a handle number names, on this side
 
     def handle_of(obj):
         objects.append(obj)
         return plain.Handle(len(objects) - 1)
+
+    values = {name: namespace[name] for name in offered if name in namespace}
+    try:
+        ready = plain.encode(("ready", values), handle_of)
+    except (plain.BadMessage, RecursionError, MemoryError, ValueError):
+        ready = plain.encode(("ready", {}))  # the judge asks for each, and meets the error there
+    if not plain.write_frame(replies_fd, ready):
+        os._exit(0)  # the judge has gone
 
     def object_for(number):
         if not 0 <= number < len(objects):

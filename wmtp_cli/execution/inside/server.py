@@ -24,6 +24,7 @@ Stdlib only; started as ``python -s -S -B server.py CONFIG`` (CONFIG: a hex-enco
 
 import _signal
 import contextlib
+import gc
 import os
 import resource
 import select
@@ -74,7 +75,7 @@ def main():
         if frame is None:
             return
         for message in server.run(plain.decode_json(frame)):
-            if not plain.write_frame(out_fd, plain.encode(message)):
+            if not plain.write_frame(out_fd, plain.encode_json(message)):
                 return
 
 
@@ -118,8 +119,6 @@ class Server:
                 __import__(name)
         _import_without_fork_hooks("random")  # the judge seeds it for the tests; programs reseed it
         program_side.prepare_interpreter()
-        import gc
-
         gc.freeze()  # forks then skip the server's objects in gc.collect() (and copying their pages)
 
     def run(self, job):
@@ -171,7 +170,7 @@ class Server:
 
         def program():
             program_side.connect_streams(null, out_w, err_w)
-            program_side.serve_calls(code, requests_r, replies_w)
+            program_side.serve_calls(code, requests_r, replies_w, job["entry_points"] or ())
 
         pid = self._fork(job, uid, program, (requests_r, replies_w, out_w, err_w, null))
         for fd in (requests_r, replies_w, out_w, err_w, null):
@@ -271,6 +270,7 @@ class Server:
                 if os.getuid() != uid or os.geteuid() != uid:
                     raise RuntimeError("could not drop privileges")
             os.chdir(self.folder)
+            gc.freeze()  # the program's collections skip the server's objects: it would only copy their pages
             if reseed:
                 _reseed_random()
             target()
