@@ -17,7 +17,7 @@ Two isolations:
 ``"auto"`` is ``"bwrap"`` when a sandbox starts here, and otherwise refuses with one line saying why
 and what to do: running model-written code fails closed.
 
-As root, the server gives every job a user id of its own (and the judge another), so programs never
+As root, the server gives every job a user id of its own, so programs never
 run as root: under bubblewrap the server keeps just the capabilities it needs for that; with
 ``"none"`` the interpreter must be readable by other users, so a root-only installation (pyenv
 under ``/root``) is copied once to a world-readable cache folder and the server runs from the copy.

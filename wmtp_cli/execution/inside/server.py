@@ -5,11 +5,11 @@ jobs as frames on stdin; the server answers with frames on stdout (``plain.py``)
 interpreter, the modules programs use) is paid once per slot. For each job the server
 
 1. makes an empty working folder, owned by the job's user id where it can give one (running as
-   root: a random unprivileged id per job, and another for the judge);
+   root: a random unprivileged id per job);
 2. assert tests: forks the program's process (``program_side.py``: limits, user id, folder; the
-   program; then it answers calls) and the judge (``judge_side.py``: the tests, with stand-ins for
-   the program's names); stdin/stdout tests: forks the program once per test, its stdin a file the
-   server wrote, its stdout and stderr pipes the server reads;
+   program; then it answers calls) and runs the judge in its own process (``judge_side.py``: the
+   tests, with stand-ins for the program's names); stdin/stdout tests: forks the program once per
+   test, its stdin a file the server wrote, its stdout and stderr pipes the server reads;
 3. watches the job: the judge's report, the program's output (past the cap the job is killed),
    the time limit, and the memory of the job's processes together (resident sets from ``/proc``,
    read every :data:`MEMORY_EVERY_S`), so forks cannot multiply the budget;
