@@ -211,13 +211,18 @@ def stand_in_names(spec, namespace):
 def _names_module():
     """``names.py``, imported on first need (its ``ast`` is 1.5 MB that every fork of the server would map, and jobs
     usually name their entry points), from beside this file: the server took this folder out of ``sys.path``."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    try:
-        import names
-    finally:
-        sys.path.remove(here)
-    return names
+    global _NAMES
+    if _NAMES is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, here)
+        try:
+            import names as _NAMES
+        finally:
+            sys.path.remove(here)
+    return _NAMES
+
+
+_NAMES = None  # names.py, once imported
 
 
 def judge(spec, link):

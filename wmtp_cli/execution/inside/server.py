@@ -7,8 +7,8 @@ interpreter, the modules programs use) is paid once per slot. For each job the s
 1. makes an empty working folder, owned by the job's user id where it can give one (running as
    root: a random unprivileged id per job);
 2. assert tests: forks the program's process (``program_side.py``: limits, user id, folder; the
-   program; then it answers calls) and runs the judge in its own process (``judge_side.py``: the
-   tests, with stand-ins for the program's names); stdin/stdout tests: forks the program once per
+   program; then it answers calls) and runs the judge in the server's own process (``judge_side.py``:
+   the tests, with stand-ins for the program's names); stdin/stdout tests: forks the program once per
    test, its stdin a file the server wrote, its stdout and stderr pipes the server reads;
 3. watches the job: the judge's report, the program's output (past the cap the job is killed),
    the time limit, and the memory of the job's processes together (resident sets from ``/proc``,
@@ -286,13 +286,7 @@ class Server:
                   resource.RLIMIT_CPU: (cpu, cpu + 1)}  # SIGXCPU at the soft limit, SIGKILL past it  # fmt: skip
         if job["nproc"] is not None:
             limits[resource.RLIMIT_NPROC] = (job["nproc"],) * 2
-        clamped = []
-        for kind, (soft, hard) in limits.items():
-            ceiling = self.hard_limits[kind]  # never above the hard limit we were given: that would fail
-            if ceiling != resource.RLIM_INFINITY:
-                soft, hard = min(soft, ceiling), min(hard, ceiling)
-            clamped.append((kind, (soft, hard)))
-        return clamped
+        return [(kind, _clamped(soft, hard, self.hard_limits[kind])) for kind, (soft, hard) in limits.items()]
 
     def job_pids(self, uid, pids):
         """The job's live processes: ``pids``, and every other one that can be told to be the job's (its user
@@ -668,12 +662,15 @@ def _close_all_but(keep):
 
 def _limit(kind, soft, hard=None):
     """Lower a limit, never above the hard limit already there (that would fail)."""
-    hard = soft if hard is None else hard
-    _, current = resource.getrlimit(kind)
-    if current != resource.RLIM_INFINITY:
-        soft, hard = min(soft, current), min(hard, current)
     with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(kind, (soft, hard))
+        resource.setrlimit(kind, _clamped(soft, soft if hard is None else hard, resource.getrlimit(kind)[1]))
+
+
+def _clamped(soft, hard, ceiling):
+    """``(soft, hard)`` lowered to ``ceiling``, the hard limit a process was given: asking for more would fail."""
+    if ceiling == resource.RLIM_INFINITY:
+        return soft, hard
+    return min(soft, ceiling), min(hard, ceiling)
 
 
 def _remove(path):
