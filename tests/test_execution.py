@@ -43,7 +43,7 @@ BWRAP = pytest.param(
     "bwrap", marks=pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
 )
 ISOLATIONS = [BWRAP, "none"]
-SERVER_SIGNATURE = "inside/server.py"  # in the command line of every slot's server
+SERVER_SIGNATURE = "server.main("  # in the command line of every slot's server (``isolation._BOOT``)
 GOOD_ADD = Job("def add(a, b):\n    return a + b\n", assert_tests(["assert add(1, 2) == 3", "assert add(2, 2) == 4"]))
 ANSWER_TESTS = assert_tests(["assert answer() == 42", "assert answer() + 1 == 43"])
 
@@ -664,30 +664,45 @@ def test_process_count_is_limited_where_the_kernel_counts_per_job(isolation):
     assert result.status == "failed", result
 
 
-@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
-def test_a_package_under_tmp_runs_its_sandbox(tmp_path):
-    """The sandbox replaces /tmp with a memory file system of its own, so the server's code is bound at a path of
-    its own: a checkout under /tmp (``git clone . /tmp/x``) must score programs as any other."""
+def _score_in_a_checkout(root: Path, isolation: str) -> None:
+    """Copy the package (no cached bytecode) under ``root`` and score one program with it, in a fresh process."""
     import shutil
     import subprocess
 
     package = Path(__file__).resolve().parents[1] / "wmtp_cli"
+    shutil.copytree(package, root / "wmtp_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    script = (
+        "from wmtp_cli.data.records import assert_tests\n"
+        "from wmtp_cli.execution import Executor, Job\n"
+        "import wmtp_cli\n"
+        f"assert wmtp_cli.__file__.startswith({str(root)!r}), wmtp_cli.__file__\n"
+        "job = Job('def add(a, b):\\n    return a + b\\n', assert_tests(['assert add(1, 2) == 3']))\n"
+        f"with Executor(isolation={isolation!r}, workers=1) as ex:\n"
+        "    print(ex.run([job])[0].status)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )  # fmt: skip  (cwd: `python -c` puts it first on sys.path)
+    assert done.stdout.strip() == "passed", done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
+def test_a_package_under_tmp_runs_its_sandbox():
+    """The sandbox replaces /tmp with a memory file system of its own, so the server's code is bound at a path of
+    its own: a checkout under /tmp (``git clone . /tmp/x``) must score programs as any other."""
+    import shutil
+
     copy = Path(tempfile.mkdtemp(dir="/tmp")) / "checkout"
     try:
-        shutil.copytree(package, copy / "wmtp_cli", ignore=shutil.ignore_patterns("__pycache__"))
-        script = (
-            "from wmtp_cli.data.records import assert_tests\n"
-            "from wmtp_cli.execution import Executor, Job\n"
-            "tests = assert_tests(['assert add(1, 2) == 3'])\n"
-            "import wmtp_cli\n"
-            f"assert wmtp_cli.__file__.startswith({str(copy)!r}), wmtp_cli.__file__\n"
-            "with Executor(isolation='bwrap', workers=1) as ex:\n"
-            "    print(ex.run([Job('def add(a, b):\\n    return a + b\\n', tests)])[0].status)\n"
-        )
-        env = {**os.environ, "PYTHONPATH": str(copy)}
-        done = subprocess.run(
-            [sys.executable, "-c", script], env=env, cwd=copy, capture_output=True, text=True, timeout=120
-        )  # fmt: skip  (cwd: `python -c` puts it first on sys.path)
-        assert done.stdout.strip() == "passed", done.stderr[-2000:]
+        _score_in_a_checkout(copy, "bwrap")
     finally:
         shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def test_the_server_starts_from_cached_bytecode(tmp_path):
+    """The server is imported, not run as a script: a script is compiled at every start, and the compiler's garbage
+    stays in the heap that every fork copies. The executor caches the bytecode beside a checkout's sources."""
+    _score_in_a_checkout(tmp_path, "none")
+    cached = {path.name.split(".")[0] for path in (tmp_path / "wmtp_cli/execution/inside/__pycache__").glob("*.pyc")}
+    assert {"server", "judge_side", "program_side", "plain"} <= cached

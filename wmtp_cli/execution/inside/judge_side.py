@@ -287,7 +287,7 @@ def _judge(spec, link):
 
 
 _COMPILED = {}  # (source, file name) -> code: a problem's tests are compiled once for all its samples
-_COMPILED_KEPT = 256  # the latest texts (a problem's samples come together; more would only grow every fork)
+_COMPILED_KEPT = 32  # the latest texts (a problem's samples come together; more would only grow every fork)
 
 
 def compiled(source, filename):

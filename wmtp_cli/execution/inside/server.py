@@ -19,7 +19,8 @@ The program reaches neither the server nor the judge: they hold the pipes to the
 each other, they are non-dumpable (no ptrace, no ``/proc/<pid>/fd`` or ``mem``), and where the
 server runs as root the program runs under a user id of its own.
 
-Stdlib only; started as ``python -s -S -B server.py CONFIG`` (CONFIG: a hex-encoded frame).
+Stdlib only; started as ``python -s -S -B -c "...; import server; server.main(CONFIG)"`` (CONFIG: a hex-encoded
+frame): imported rather than run as a script, so that its cached bytecode is used (``isolation._BOOT``).
 """
 
 import _signal
@@ -42,7 +43,7 @@ STDERR_TAIL = 4096  # bytes of a program's stderr kept, from the end
 MEMORY_EVERY_S = 0.02  # how often a running job's memory is summed
 ALARM_GRACE_S = 0.5  # past a job's deadline, the alarm that stops trusted test code stuck in a loop
 SIGKILL = 9
-PROGRAMS_KEPT = 32  # compiled programs kept for repeats
+PROGRAMS_KEPT = 8  # compiled programs kept for repeats (a problem's samples come together)
 HARNESS_FAILURE = 125  # exit status of a child whose server code (not the program) failed
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _CPUCLOCK_SCHED = 2  # the kernel's process CPU clock ids: (~pid << 3) | CPUCLOCK_SCHED
@@ -60,8 +61,9 @@ WARM_MODULES = (
 )  # fmt: skip
 
 
-def main():
-    config = plain.decode(bytes.fromhex(sys.argv[1]))
+def main(config_hex):
+    """Serve jobs from stdin until it closes; ``config_hex``: the sandbox's settings, a hex-encoded frame."""
+    config = plain.decode(bytes.fromhex(config_hex))
     out_fd = os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 1)  # nothing the server's own code prints may mix into the frames
@@ -703,4 +705,4 @@ def _remove_contents(folder, owner=None):
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])
