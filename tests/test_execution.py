@@ -36,6 +36,7 @@ from wmtp_cli.execution import (
     normalize_output,
     outputs_match,
     require_code_execution,
+    start_sandboxes_early,
 )
 from wmtp_cli.execution.inside import plain
 
@@ -238,6 +239,44 @@ def test_sandboxes_started_ahead_run_the_jobs(isolation):
     assert all(r.passed for r in results), results
     assert len(ours) == 2, ours
     assert_nothing_left()
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed or cannot run here")
+def test_sandboxes_started_early_are_taken_by_the_next_executor():
+    """``wmtp eval`` starts its sandboxes before it has parsed its arguments: the executor made later takes them, one
+    with another isolation closes them, and none is left behind."""
+    from wmtp_cli.execution import executor as executor_module
+
+    def servers() -> set[int]:
+        return {pid for pid, (_, cmd) in _proc_table().items() if SERVER_SIGNATURE in cmd and "bwrap" not in cmd}
+
+    def wait_for_servers(count: int) -> set[int]:
+        deadline = time.monotonic() + 5.0
+        while len(ours := servers() - others) != count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return ours
+
+    others = servers()  # other tests' executors
+    start_sandboxes_early("auto", workers=2)
+    early = list(executor_module._early_slots)
+    assert len(wait_for_servers(2)) == 2  # started in the background, before any executor
+    with Executor(timeout_s=5, isolation="bwrap", workers=1) as ex:
+        ex.start()
+        assert ex._all_slots == early[:1]  # taken, not started anew; the other one is closed
+        assert ex.run([GOOD_ADD])[0].passed
+        assert len(wait_for_servers(1)) == 1
+    assert executor_module._early_slots == []
+    assert wait_for_servers(0) == set()
+    assert_nothing_left()
+
+    start_sandboxes_early("auto", workers=1)
+    with Executor(timeout_s=5, isolation="none", workers=1) as ex:
+        ex.start()
+        assert all(slot.isolation == "none" for slot in ex._all_slots)
+        assert ex.run([GOOD_ADD])[0].passed
+    assert_nothing_left()
+    start_sandboxes_early("none")  # the unsafe mode never starts early
+    assert executor_module._early_slots == []
 
 
 def test_plain_data_round_trips_and_refuses_what_is_not():

@@ -66,3 +66,24 @@ def test_scoring_a_samples_file_imports_neither_torch_nor_transformers(samples, 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_eval_starts_its_sandboxes_before_parsing_its_arguments(monkeypatch):
+    """Only ``wmtp eval ... --allow-code-execution`` (not its --help) starts sandboxes while Typer parses, with the
+    --sandbox it names; start_sandboxes_early itself ignores ``none``."""
+    from wmtp_cli.cli.app import _start_sandboxes_early
+    from wmtp_cli.execution import executor
+
+    started = []
+    monkeypatch.setattr(executor, "start_sandboxes_early", lambda isolation, workers=None: started.append(isolation))
+    for argv, expected in [
+        (["eval", "--benchmark", "humaneval", "--allow-code-execution"], ["auto"]),
+        (["-v", "eval", "--allow-code-execution", "--sandbox", "bwrap"], ["bwrap"]),
+        (["eval", "--sandbox=none", "--allow-code-execution"], ["none"]),
+        (["eval", "--benchmark", "humaneval"], []),
+        (["score", "recipe.yaml", "--allow-code-execution"], []),
+        (["eval", "--allow-code-execution", "--help"], []),
+    ]:
+        started.clear()
+        _start_sandboxes_early(argv)
+        assert started == expected, argv

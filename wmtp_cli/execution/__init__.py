@@ -9,6 +9,9 @@ Used by ``wmtp score`` (execution rewards) and ``wmtp eval`` (pass@k)::
         results = executor.run([job_for(record, completion) for completion in completions])
     rewards = [r.fraction for r in results]  # or float(r.passed)
 
+A command that knows early it will run programs may call ``start_sandboxes_early()`` first: the
+sandboxes start in the background while it loads, and the next executor takes them.
+
 Modules: ``jobs`` (:class:`Job`, :class:`ExecutionResult`), ``executor`` (the worker pool),
 ``slot`` (one long-lived sandbox and its server), ``isolation`` (bubblewrap, or nothing when asked
 for; fail closed), ``verdicts`` (the rules for "passed", applied outside the sandbox), ``consent``
@@ -17,7 +20,7 @@ the sandbox).
 """
 
 from wmtp_cli.execution.consent import require_code_execution
-from wmtp_cli.execution.executor import PYTHON_TIME_FACTOR, Executor
+from wmtp_cli.execution.executor import PYTHON_TIME_FACTOR, Executor, start_sandboxes_early
 from wmtp_cli.execution.isolation import ISOLATIONS, bwrap_available, describe_isolation, resolve_isolation
 from wmtp_cli.execution.jobs import STATUSES, ExecutionResult, Job, job_for
 from wmtp_cli.execution.verdicts import normalize_output, outputs_match
@@ -36,4 +39,5 @@ __all__ = [
     "outputs_match",
     "require_code_execution",
     "resolve_isolation",
+    "start_sandboxes_early",
 ]

@@ -34,6 +34,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,9 +121,18 @@ def _bwrap_features(bwrap: str) -> frozenset[str]:
     return frozenset(flag for flag in ("--perms", "--size") if flag in text)
 
 
-@functools.lru_cache(maxsize=1)
+_finding = threading.Lock()
+
+
 def find_bwrap() -> tuple[str | None, str]:
-    """``(path, "")`` of a bwrap that starts a sandbox here as jobs will use it, or ``(None, why not)``."""
+    """``(path, "")`` of a bwrap that starts a sandbox here as jobs will use it, or ``(None, why not)``; found once
+    per process, however many threads ask at the same time (sandboxes start in the background)."""
+    with _finding:
+        return _find_bwrap()
+
+
+@functools.lru_cache(maxsize=1)
+def _find_bwrap() -> tuple[str | None, str]:
     if sys.platform != "linux":
         return None, "bubblewrap needs Linux"
     candidates = _bwrap_candidates()
