@@ -82,6 +82,7 @@ class Slot:
         self._process: subprocess.Popen | None = None
         self._stderr = bytearray()
         self._stderr_thread: threading.Thread | None = None
+        self._pending = bytearray()  # read from the server, not yet taken
         self._lock = threading.Lock()
         self._starting = threading.RLock()  # one start at a time: a job's, or :meth:`start`'s ahead of the jobs
 
@@ -138,7 +139,7 @@ class Slot:
         self.close()
         launch = server_launch(self.isolation)
         process = _SPAWNER.start(launch)
-        self._stderr = bytearray()
+        self._stderr, self._pending = bytearray(), bytearray()
         self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(process,), daemon=True)
         self._stderr_thread.start()
         with self._lock:
@@ -159,27 +160,29 @@ class Slot:
             del self._stderr[: max(0, len(self._stderr) - STDERR_BYTES)]
 
     def _read_frame(self, process: subprocess.Popen, deadline: float, cap: int) -> bytes:
-        header = self._read_exactly(process, plain.HEADER, deadline)
+        header = self._take(process, plain.HEADER, deadline)
         size = int.from_bytes(header, "big")
         if size > cap:
             self._fail(f"the sandbox's server sent {size} bytes at once, over the {cap}-byte cap")
-        return self._read_exactly(process, size, deadline)
+        return self._take(process, size, deadline)
 
-    def _read_exactly(self, process: subprocess.Popen, size: int, deadline: float) -> bytes:
-        fd = process.stdout.fileno()
-        chunks, missing = [], size
-        while missing:
+    def _take(self, process: subprocess.Popen, size: int, deadline: float) -> bytes:
+        """The next ``size`` bytes from the server; what a read brings beyond them (a frame's header comes with its
+        payload) waits in ``_pending``, which so holds at most 64 KiB more than the frame being read."""
+        fd, pending = process.stdout.fileno(), self._pending
+        while len(pending) < size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._fail("the job ran past its overall time budget", timed_out=True)
             if not select.select([fd], [], [], remaining)[0]:
                 continue
-            chunk = os.read(fd, min(missing, 1 << 20))
+            chunk = os.read(fd, max(1 << 16, size - len(pending)))
             if not chunk:
                 self._fail(self._why_it_ended(process))
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
+            pending += chunk
+        data = bytes(pending[:size])
+        del pending[:size]
+        return data
 
     def _why_it_ended(self, process: subprocess.Popen) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):
