@@ -20,6 +20,16 @@ class CliResult:
     stderr: str
 
 
+@pytest.fixture(autouse=True)
+def _close_early_sandboxes():
+    """``wmtp eval --allow-code-execution`` run in-process starts sandboxes before it parses its arguments; one that
+    stops with a usage error leaves them for the next executor, which would take them: not across tests."""
+    yield
+    executor = sys.modules.get("wmtp_cli.execution.executor")
+    if executor is not None:
+        executor.close_early_sandboxes()
+
+
 @pytest.fixture
 def wmtp(capsys, monkeypatch):
     """Run ``wmtp ARGS...`` in this process (fast); ``env`` entries are set for the call."""

@@ -271,12 +271,18 @@ def test_sandboxes_started_early_are_taken_by_the_next_executor():
 
     start_sandboxes_early("auto", workers=1)
     with Executor(timeout_s=5, isolation="none", workers=1) as ex:
-        ex.start()
+        ex.start()  # closes the early bubblewrap sandbox, even one whose start has not begun yet
         assert all(slot.isolation == "none" for slot in ex._all_slots)
         assert ex.run([GOOD_ADD])[0].passed
+    assert wait_for_servers(0) == set()
     assert_nothing_left()
     start_sandboxes_early("none")  # the unsafe mode never starts early
     assert executor_module._early_slots == []
+
+    start_sandboxes_early("auto", workers=2)  # and what no executor takes is closed (at exit)
+    executor_module.close_early_sandboxes()
+    time.sleep(0.3)  # long enough for a start that was about to begin
+    assert wait_for_servers(0) == set()
 
 
 def test_plain_data_round_trips_and_refuses_what_is_not():
@@ -741,7 +747,23 @@ def test_a_package_under_tmp_runs_its_sandbox():
 
 def test_the_server_starts_from_cached_bytecode(tmp_path):
     """The server is imported, not run as a script: a script is compiled at every start, and the compiler's garbage
-    stays in the heap that every fork copies. The executor caches the bytecode beside a checkout's sources."""
+    stays in the heap that every fork copies. The executor caches the bytecode beside a checkout's sources, and the
+    server, started as the executor starts it, loads it."""
+    import re
+    import subprocess
+
+    from wmtp_cli.execution.isolation import _server_command, python_executable, sandbox_env
+
     _score_in_a_checkout(tmp_path, "none")
-    cached = {path.name.split(".")[0] for path in (tmp_path / "wmtp_cli/execution/inside/__pycache__").glob("*.pyc")}
+    inside = tmp_path / "wmtp_cli/execution/inside"
+    cached = {path.name.split(".")[0] for path in (inside / "__pycache__").glob("*.pyc")}
     assert {"server", "judge_side", "program_side", "plain"} <= cached
+    work = tmp_path / "work"
+    work.mkdir()
+    config = {"work": str(work), "tmp": None, "switch_users": False, "own_pid_namespace": False,
+              "env": sandbox_env(str(work), str(work))}  # fmt: skip
+    argv = _server_command(python_executable(), config, inside)
+    argv.insert(1, "-v")  # each import says where its code comes from; no job: the server ends at end of input
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, cwd=work)
+    for module in ("server", "judge_side", "program_side"):
+        assert re.search(rf"code object from '[^']*__pycache__/{module}\.cpython-\d+\.pyc'", done.stderr), module

@@ -263,7 +263,8 @@ def start_sandboxes_early(isolation: str = "auto", workers: int | None = None) -
     """Start bubblewrap sandboxes in the background now, before any executor exists: a command that will score
     programs calls this first thing, so that they start on the idle core while it parses its arguments and
     loads its data (about 0.15 s at ``wmtp eval``'s start). The next :meth:`Executor.start` with the same
-    isolation takes them and closes the rest; whatever no executor took is closed at exit.
+    isolation takes them and closes the rest; whatever no executor took is closed at exit
+    (:func:`close_early_sandboxes`).
 
     Only for ``auto`` and ``bwrap``, and only where bubblewrap works (otherwise the executor says why, as
     ever). ``workers``: how many (default: one per core, as an executor's).
@@ -272,8 +273,6 @@ def start_sandboxes_early(isolation: str = "auto", workers: int | None = None) -
         return
     slots = [Slot("bwrap") for _ in range(max(1, workers or os.cpu_count() or 1))]
     with _early_lock:
-        if not _early_slots:
-            atexit.register(_close_early_slots)
         _early_slots.extend(slots)
 
     def start() -> None:  # the check runs a sandbox too (30 ms): not on the caller's thread either
@@ -284,21 +283,31 @@ def start_sandboxes_early(isolation: str = "auto", workers: int | None = None) -
     threading.Thread(target=start, name="wmtp-sandbox-start", daemon=True).start()
 
 
+def close_early_sandboxes() -> None:
+    """Close the sandboxes :func:`start_sandboxes_early` started that no executor took (also run at exit)."""
+    for slot in _pop_early_slots():
+        slot.retire()
+
+
 def _take_early_slots(isolation: str, wanted: int) -> list[Slot]:
-    """Up to ``wanted`` early sandboxes of ``isolation``; the others are closed (in the background: closing
-    one that is still starting waits for its start)."""
-    with _early_lock:
-        taken = [slot for slot in _early_slots if slot.isolation == isolation][:wanted]
-        unwanted = [slot for slot in _early_slots if slot not in taken]
-        _early_slots.clear()
+    """Up to ``wanted`` early sandboxes of ``isolation``; the others are closed, in the background (closing one
+    that is still starting waits for its start)."""
+    slots = _pop_early_slots()
+    taken = [slot for slot in slots if slot.isolation == isolation][:wanted]
+    unwanted = [slot for slot in slots if slot not in taken]
     if unwanted:
-        threading.Thread(target=lambda: [slot.close() for slot in unwanted], daemon=True).start()
+        threading.Thread(target=lambda: [slot.retire() for slot in unwanted], daemon=True).start()
     return taken
 
 
-def _close_early_slots() -> None:
-    for slot in _take_early_slots("", 0):
-        slot.close()
+def _pop_early_slots() -> list[Slot]:
+    with _early_lock:
+        slots = list(_early_slots)
+        _early_slots.clear()
+    return slots
+
+
+atexit.register(close_early_sandboxes)
 
 
 def _start_in_background(slot: Slot) -> None:

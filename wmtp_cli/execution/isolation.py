@@ -231,7 +231,7 @@ def server_launch(isolation: str) -> ServerLaunch:
 # The server is imported, not run as a script: a script is compiled from source at every start, and the
 # compiler's garbage stays in the server's heap, which every fork then copies and every exit unmaps (1.4 MB of
 # its 7.6 MB at start: about 5% of each program's cost). Imported, it loads the cached bytecode.
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); import server; server.main(sys.argv[2])"
+_BOOT = "import sys; sys.path[0] = sys.argv[1]; import server; server.main(sys.argv[2])"  # in place of -c's "" entry
 
 
 def _server_command(python: str, config: dict, inside: Path = INSIDE) -> list[str]:
@@ -241,14 +241,23 @@ def _server_command(python: str, config: dict, inside: Path = INSIDE) -> list[st
     return [python, "-s", "-S", "-B", "-c", _BOOT, str(inside), plain.encode(config).hex()]
 
 
-@functools.lru_cache(maxsize=1)
+_bytecode_cached = threading.Event()
+_caching = threading.Lock()
+
+
 def cache_server_bytecode() -> None:
     """Cache the bytecode of the server's code beside it, where it is missing or stale and the folder is
-    writable (a checkout; pip writes it when it installs). Without it the server compiles from source."""
-    import compileall
+    writable (a checkout; pip writes it when it installs), once per process however many slots start at
+    the same time. Without it the server compiles from source."""
+    if _bytecode_cached.is_set():
+        return
+    with _caching:
+        if not _bytecode_cached.is_set():
+            import compileall
 
-    with contextlib.suppress(OSError):
-        compileall.compile_dir(str(INSIDE), maxlevels=0, quiet=2, optimize=0)
+            with contextlib.suppress(OSError):
+                compileall.compile_dir(str(INSIDE), maxlevels=0, quiet=2, optimize=0)
+            _bytecode_cached.set()
 
 
 def bwrap_argv(bwrap: str) -> list[str]:

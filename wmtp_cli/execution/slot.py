@@ -85,6 +85,7 @@ class Slot:
         self._pending = bytearray()  # read from the server, not yet taken
         self._lock = threading.Lock()
         self._starting = threading.RLock()  # one start at a time: a job's, or :meth:`start`'s ahead of the jobs
+        self._retired = False  # :meth:`retire`: never started again
 
     def run(self, job: dict, deadline: float, cap: int) -> Iterator[list]:
         """The server's messages for ``job`` (JSON arrays: ``["test", i, outcome]``, then ``["result", summary]``),
@@ -111,6 +112,12 @@ class Slot:
         """Start the sandbox now, if it is not running (jobs start it when they need it otherwise)."""
         self._ensure_started()
 
+    def retire(self) -> None:
+        """Close the sandbox for good: a start that has not begun yet (a background one) starts nothing."""
+        with self._starting:
+            self._retired = True
+        self.close()
+
     def close(self) -> None:
         """Kill the sandbox and everything in it (one being started is killed once it has started)."""
         with self._starting, self._lock:
@@ -136,6 +143,8 @@ class Slot:
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 return self._process
+        if self._retired:
+            raise SlotFailure("the sandbox was closed for good")
         self.close()
         launch = server_launch(self.isolation)
         process = _SPAWNER.start(launch)
@@ -176,7 +185,7 @@ class Slot:
                 self._fail("the job ran past its overall time budget", timed_out=True)
             if not select.select([fd], [], [], remaining)[0]:
                 continue
-            chunk = os.read(fd, max(1 << 16, size - len(pending)))
+            chunk = os.read(fd, min(max(1 << 16, size - len(pending)), 1 << 20))
             if not chunk:
                 self._fail(self._why_it_ended(process))
             pending += chunk
