@@ -302,6 +302,38 @@ def test_plain_data_round_trips_and_refuses_what_is_not():
         plain.encode(object())
 
 
+def test_frames_are_read_ahead_capped_and_cut_short():
+    """The one frame reader of the executor, the server, the judge and the program: several frames in one read, a
+    per-call cap, ``wait`` called on a non-blocking pipe that is empty, the end of the stream between frames and
+    inside one."""
+
+    def frame(payload: bytes) -> bytes:
+        return len(payload).to_bytes(plain.HEADER, "big") + payload
+
+    read_fd, write_fd = os.pipe()
+    try:
+        waits = []
+        reader = plain.FrameReader(read_fd, cap=10, wait=lambda: waits.append(1) or os.write(write_fd, frame(b"c")))
+        os.write(write_fd, frame(b"a") + frame(b"bb") + frame(b"x" * 11))
+        os.set_blocking(read_fd, False)
+        assert reader.next() == b"a" and reader.next() == b"bb" and waits == []
+        with pytest.raises(plain.BadMessage, match="11 bytes, over the 10-byte cap"):
+            reader.next()
+        reader.pending.clear()  # the rest of the oversized frame
+        assert reader.next(cap=20) == b"c" and waits == [1]  # nothing there: waited, then read
+        os.write(write_fd, frame(b"dd")[:-1])
+        os.close(write_fd)
+        write_fd = None
+        with pytest.raises(plain.CutShort):
+            reader.next()
+        reader.pending.clear()  # what the cut frame left
+        assert reader.next() is None  # the end of the stream, between frames
+    finally:
+        os.close(read_fd)
+        if write_fd is not None:
+            os.close(write_fd)
+
+
 def test_a_job_without_tests_is_an_error(executor):
     result = run_one(executor, "print(1)", assert_tests([]))
     assert (result.passed, result.status, result.n_tests, result.fraction) == (False, "error", 0, 0.0)

@@ -285,8 +285,7 @@ def start_sandboxes_early(isolation: str = "auto", workers: int | None = None) -
 
 def close_early_sandboxes() -> None:
     """Close the sandboxes :func:`start_sandboxes_early` started that no executor took (also run at exit)."""
-    for slot in _pop_early_slots():
-        slot.retire()
+    _retire_all(_pop_early_slots())
 
 
 def _take_early_slots(isolation: str, wanted: int) -> list[Slot]:
@@ -296,8 +295,13 @@ def _take_early_slots(isolation: str, wanted: int) -> list[Slot]:
     taken = [slot for slot in slots if slot.isolation == isolation][:wanted]
     unwanted = [slot for slot in slots if slot not in taken]
     if unwanted:
-        threading.Thread(target=lambda: [slot.retire() for slot in unwanted], daemon=True).start()
+        threading.Thread(target=_retire_all, args=(unwanted,), daemon=True).start()
     return taken
+
+
+def _retire_all(slots: list[Slot]) -> None:
+    for slot in slots:
+        slot.retire()
 
 
 def _pop_early_slots() -> list[Slot]:

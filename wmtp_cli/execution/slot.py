@@ -82,7 +82,8 @@ class Slot:
         self._process: subprocess.Popen | None = None
         self._stderr = bytearray()
         self._stderr_thread: threading.Thread | None = None
-        self._pending = bytearray()  # read from the server, not yet taken
+        self._frames: plain.FrameReader | None = None  # the server's frames (its stdout, non-blocking)
+        self._deadline = 0.0  # the running job's: waiting for the server past it fails the job
         self._lock = threading.Lock()
         self._starting = threading.RLock()  # one start at a time: a job's, or :meth:`start`'s ahead of the jobs
         self._retired = False  # :meth:`retire`: never started again
@@ -94,10 +95,19 @@ class Slot:
         Raises :class:`SlotFailure` (and restarts the server for the next job) when it cannot finish.
         """
         process = self._ensure_started()
+        frames = self._frames
         if not plain.write_frame(process.stdin.fileno(), plain.encode_json(job)):
             self._fail("the sandbox's server stopped before the job could be sent")
+        self._deadline = deadline
         while True:
-            payload = self._read_frame(process, deadline, cap)
+            try:
+                payload = frames.next(cap)
+            except plain.CutShort:
+                payload = None
+            except plain.BadMessage as exc:
+                self._fail(f"the sandbox's server sent {exc}")
+            if payload is None:
+                self._fail(self._why_it_ended(process))
             try:
                 message = plain.decode_json(payload)
             except plain.BadMessage as exc:
@@ -148,7 +158,10 @@ class Slot:
         self.close()
         launch = server_launch(self.isolation)
         process = _SPAWNER.start(launch)
-        self._stderr, self._pending = bytearray(), bytearray()
+        self._stderr = bytearray()
+        out = process.stdout.fileno()
+        os.set_blocking(out, False)
+        self._frames = plain.FrameReader(out, wait=lambda: self._wait_for_server(out))
         self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(process,), daemon=True)
         self._stderr_thread.start()
         with self._lock:
@@ -168,30 +181,12 @@ class Slot:
             self._stderr += chunk
             del self._stderr[: max(0, len(self._stderr) - STDERR_BYTES)]
 
-    def _read_frame(self, process: subprocess.Popen, deadline: float, cap: int) -> bytes:
-        header = self._take(process, plain.HEADER, deadline)
-        size = int.from_bytes(header, "big")
-        if size > cap:
-            self._fail(f"the sandbox's server sent {size} bytes at once, over the {cap}-byte cap")
-        return self._take(process, size, deadline)
-
-    def _take(self, process: subprocess.Popen, size: int, deadline: float) -> bytes:
-        """The next ``size`` bytes from the server; what a read brings beyond them (a frame's header comes with its
-        payload) waits in ``_pending``, which so holds at most 64 KiB more than the frame being read."""
-        fd, pending = process.stdout.fileno(), self._pending
-        while len(pending) < size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._fail("the job ran past its overall time budget", timed_out=True)
-            if not select.select([fd], [], [], remaining)[0]:
-                continue
-            chunk = os.read(fd, min(max(1 << 16, size - len(pending)), 1 << 20))
-            if not chunk:
-                self._fail(self._why_it_ended(process))
-            pending += chunk
-        data = bytes(pending[:size])
-        del pending[:size]
-        return data
+    def _wait_for_server(self, out: int) -> None:
+        """Until the server has written something on ``out``, or the job's deadline (then the job fails)."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            self._fail("the job ran past its overall time budget", timed_out=True)
+        select.select([out], [], [], remaining)
 
     def _why_it_ended(self, process: subprocess.Popen) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):

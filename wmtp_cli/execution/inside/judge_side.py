@@ -59,7 +59,7 @@ class Link:
     def __init__(self, requests_fd, replies_fd, wait):
         self.requests_fd, self.replies_fd, self.wait = requests_fd, replies_fd, wait
         self.ended = None  # why the program can no longer answer
-        self.pending = bytearray()  # read from the pipe, not yet taken
+        self.replies = plain.FrameReader(replies_fd, REPLY_CAP, wait=lambda: wait(replies_fd, False))
 
     def receive(self):
         """The next message from the program (a tuple), decoded with its handles as :class:`Remote` objects."""
@@ -74,30 +74,14 @@ class Link:
         return message
 
     def _frame(self):
-        """The next frame's payload: from what was read ahead, reading the pipe (all that is there) as needed."""
-        pending = self.pending
-        while True:
-            if len(pending) >= plain.HEADER:
-                size = int.from_bytes(pending[: plain.HEADER], "big")
-                if size > REPLY_CAP:
-                    self._end(f"the program sent {size} bytes at once, over the {REPLY_CAP}-byte cap", protocol=True)
-                end = plain.HEADER + size
-                if len(pending) >= end:
-                    payload = bytes(pending[plain.HEADER : end])
-                    del pending[:end]
-                    return payload
-            try:
-                chunk = os.read(self.replies_fd, 1 << 16)
-            except BlockingIOError:
-                self.wait(self.replies_fd, False)
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                if not pending:
-                    self._end("the program's process ended")
-                self._end("the program's message was cut short", protocol=True)
-            pending += chunk
+        """The next frame's payload (read ahead: all that is in the pipe at each read)."""
+        try:
+            payload = self.replies.next()
+        except plain.BadMessage as exc:  # past the cap, or cut short
+            self._end(f"the program sent {exc}", protocol=True)
+        if payload is None:
+            self._end("the program's process ended")
+        return payload
 
     def _send(self, payload):
         """Write one frame; wait for room in the pipe only when it is full."""

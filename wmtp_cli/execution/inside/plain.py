@@ -223,66 +223,57 @@ def write_frame(fd, payload):
     return True
 
 
-def read_frame(fd, cap):
-    """One frame's payload from a blocking ``fd``; None at end of file; :class:`BadMessage` past ``cap`` bytes."""
-    header = _read_exactly(fd, HEADER)
-    if header is None:
-        return None
-    size = int.from_bytes(header, "big")
-    if size > cap:
-        raise BadMessage(f"a message of {size} bytes, over the {cap}-byte cap")
-    payload = _read_exactly(fd, size)
-    if payload is None:
-        raise BadMessage("a message cut short")
-    return payload
+class CutShort(BadMessage):
+    """The stream ended inside a frame."""
+
+
+READ_AHEAD = 1 << 16  # bytes a read asks for beyond the frame being read (a frame's header comes with its payload)
+READ_MOST = 1 << 20  # bytes one read asks for at most
 
 
 class FrameReader:
-    """:func:`read_frame` on a blocking ``fd`` with one ``read`` per wake-up rather than two per frame."""
+    """The frames arriving on ``fd``, read ahead: one ``read`` takes what is there (a header and its payload, or
+    several frames), so ``pending`` holds at most :data:`READ_AHEAD` bytes more than the frame being read.
 
-    def __init__(self, fd, cap):
-        self.fd, self.cap, self.pending = fd, cap, bytearray()
+    On a non-blocking ``fd``, ``wait()`` is called whenever nothing is there yet; it returns when something may
+    be, or raises (a deadline, a limit). A read that fails otherwise counts as the end of the stream.
+    """
 
-    def next(self):
-        """The next frame's payload; None at end of file; :class:`BadMessage` past the cap or cut short."""
+    def __init__(self, fd, cap=None, wait=None):
+        self.fd, self.cap, self.wait, self.pending = fd, cap, wait, bytearray()
+
+    def next(self, cap=None):
+        """The next frame's payload; None at the end of the stream; :class:`BadMessage` past the cap (``cap``, else
+        the reader's), :class:`CutShort` when the stream ends inside a frame."""
         header = self._take(HEADER, at_end_ok=True)
         if header is None:
             return None
         size = int.from_bytes(header, "big")
-        if size > self.cap:
-            raise BadMessage(f"a message of {size} bytes, over the {self.cap}-byte cap")
+        cap = self.cap if cap is None else cap
+        if size > cap:
+            raise BadMessage(f"a message of {size} bytes, over the {cap}-byte cap")
         return self._take(size)
 
     def _take(self, size, at_end_ok=False):
-        while len(self.pending) < size:
+        pending = self.pending
+        while len(pending) < size:
             try:
-                chunk = os.read(self.fd, max(1 << 16, size - len(self.pending)))
+                chunk = os.read(self.fd, min(max(READ_AHEAD, size - len(pending)), READ_MOST))
             except InterruptedError:
                 continue
+            except BlockingIOError:
+                self.wait()
+                continue
+            except OSError:
+                chunk = b""
             if not chunk:
-                if at_end_ok and not self.pending:
+                if at_end_ok and not pending:
                     return None
-                raise BadMessage("a message cut short")
-            self.pending += chunk
-        data = bytes(self.pending[:size])
-        del self.pending[:size]
+                raise CutShort("a message cut short")
+            pending += chunk
+        data = bytes(pending[:size])
+        del pending[:size]
         return data
-
-
-def _read_exactly(fd, size):
-    chunks, missing = [], size
-    while missing:
-        try:
-            chunk = os.read(fd, min(missing, 1 << 20))
-        except InterruptedError:
-            continue
-        if not chunk:
-            if missing == size:
-                return None
-            raise BadMessage("a message cut short")
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
 
 
 def describe(exc):

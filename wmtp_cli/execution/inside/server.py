@@ -69,9 +69,10 @@ def main(config_hex):
     os.dup2(null, 1)  # nothing the server's own code prints may mix into the frames
     os.close(null)
     server = Server(config)
+    jobs = plain.FrameReader(0, JOB_CAP)
     while True:
         try:
-            frame = plain.read_frame(0, JOB_CAP)
+            frame = jobs.next()
         except plain.BadMessage:
             return
         if frame is None:
