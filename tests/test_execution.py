@@ -89,6 +89,11 @@ def _proc_table() -> dict[int, tuple[int, str]]:
     return table
 
 
+def _server_pids() -> set[int]:
+    """Every slot's server running on this machine (this process's and any other's)."""
+    return {pid for pid, (_, cmd) in _proc_table().items() if SERVER_SIGNATURE in cmd and "bwrap" not in cmd}
+
+
 def leftover_processes(token: str | None = None) -> list[str]:
     """Processes a job left: descendants of this process other than the slots' sandboxes and servers (which
     live as long as their executor), servers that outlived their executor, and processes naming ``token``."""
@@ -227,15 +232,12 @@ def test_the_programs_own_cpu_time_is_measured(executor):
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_sandboxes_started_ahead_run_the_jobs(isolation):
-    def servers() -> set[int]:
-        return {pid for pid, (_, cmd) in _proc_table().items() if SERVER_SIGNATURE in cmd and "bwrap" not in cmd}
-
-    others = servers()  # other tests' executors
+    others = _server_pids()  # other tests' executors
     with Executor(timeout_s=5, isolation=isolation, workers=2) as ex:
         ex.start()
         ex.start()  # they are there already: no more are started
         results = ex.run([GOOD_ADD] * 4)
-        ours = servers() - others
+        ours = _server_pids() - others
     assert all(r.passed for r in results), results
     assert len(ours) == 2, ours
     assert_nothing_left()
@@ -247,16 +249,13 @@ def test_sandboxes_started_early_are_taken_by_the_next_executor():
     with another isolation closes them, and none is left behind."""
     from wmtp_cli.execution import executor as executor_module
 
-    def servers() -> set[int]:
-        return {pid for pid, (_, cmd) in _proc_table().items() if SERVER_SIGNATURE in cmd and "bwrap" not in cmd}
-
     def wait_for_servers(count: int) -> set[int]:
         deadline = time.monotonic() + 5.0
-        while len(ours := servers() - others) != count and time.monotonic() < deadline:
+        while len(ours := _server_pids() - others) != count and time.monotonic() < deadline:
             time.sleep(0.02)
         return ours
 
-    others = servers()  # other tests' executors
+    others = _server_pids()  # other tests' executors
     start_sandboxes_early("auto", workers=2)
     early = list(executor_module._early_slots)
     assert len(wait_for_servers(2)) == 2  # started in the background, before any executor
